@@ -5,7 +5,7 @@ every ``--eval-every`` iterations the exact terminal distribution p_T(. | beta) 
 R^beta / Z_beta at each ``--betas`` value.  Writes a JSON report (curves per run, means over
 seeds, the floor check "tv <= 0.05 at every beta") and a PNG of tv vs iterations.
 
-    python benchmarks/logit_vs_layer.py --seeds 0 1 2 --iterations 1500 --batch-size 64 \
+    python benchmarks/logit_vs_layer.py --seeds 0 1 2 --iterations 3000 --batch-size 64 --jobs 2 \
         --out benchmarks/results/logit_vs_layer
 """
 
@@ -30,7 +30,9 @@ def train_one(mode: str, seed: int, args) -> dict:
     seed_everything(seed)
     env = HyperGrid(args.ndim, args.height)
     objective = get_objective(args.objective)
-    model = build_conditional_model(mode, objective, env, hidden=args.hidden, n_layers=args.n_layers)
+    cond, _, scale = mode.partition(":")  # "logit:action" / "logit:scalar": the scale g(beta); none: the default
+    model = build_conditional_model(cond, objective, env, hidden=args.hidden, n_layers=args.n_layers,
+                                    logit_scale=scale or "auto")
     sampler = BetaSampler(args.beta_dist)
     trainer = Trainer(env, model, objective, TrainerConfig(batch_size=args.batch_size, lr=args.lr, lr_log_z=args.lr_log_z),
                       cond_fn=sampler, batch_hooks=[RewardTempering()])
@@ -88,12 +90,14 @@ def plot(summary: dict, betas: list[float], path: str, title: str) -> None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--modes", nargs="+", default=["logit", "layer", "logit+layer"])
+    p.add_argument("--modes", nargs="+", default=["logit:scalar", "logit:action", "layer", "logit+layer:scalar"],
+                   help="logit:scalar (one scale: the paper's Logit-GFN), logit:action (one scale per action), "
+                        "layer, logit+layer:scalar; without ':' the library default (per action on HyperGrid)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--ndim", type=int, default=2)
     p.add_argument("--height", type=int, default=8)
     p.add_argument("--objective", default="tb")
-    p.add_argument("--iterations", type=int, default=1500)
+    p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-log-z", type=float, default=0.1)
@@ -103,9 +107,15 @@ def main(argv=None) -> dict:
     p.add_argument("--betas", nargs="+", type=float, default=[1.0, 2.0, 3.0])
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--floor", type=float, default=0.05)
+    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes (one thread each)")
     p.add_argument("--out", default="benchmarks/results/logit_vs_layer", help="writes <out>.json and <out>.png")
     args = p.parse_args(argv)
-    runs = [train_one(mode, seed, args) for seed in args.seeds for mode in args.modes]
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(args.jobs) as pool:
+            runs = list(pool.map(train_one, *zip(*[(m, s, args) for s in args.seeds for m in args.modes])))
+    else:
+        runs = [train_one(mode, seed, args) for seed in args.seeds for mode in args.modes]
     summary = summarise(runs, args.betas, args.floor)
     report = {"setting": {k: v for k, v in vars(args).items() if k != "out"},
               "env": f"hypergrid {args.ndim}D h{args.height}", "summary": summary, "runs": runs}

@@ -12,6 +12,10 @@ Pieces (see ``docs/conditioning.md``):
 * **Logit-GFN** (:class:`LogitGFlowNet`): the state encoder ignores beta; the policies'
   logits are scaled, ``P(.|s; beta) = softmax(clamp(g(beta) * f(s), -c, c))`` with a small
   positive scale network ``g`` (softplus, exactly 1 at initialisation) for P_F and P_B.
+  ``g(beta)`` is one positive scale per action (``logit_scale="action"``, the default for fixed
+  action sets; ``g(beta) * f(s)`` elementwise) or one scalar (``"scalar"``, the paper's form):
+  still no beta in the encoder, but per action it can represent the tempered policies that one
+  scale cannot (see ``docs/conditioning.md``).
 * **layer conditioning** (:class:`LayerConditionedGFlowNet`): the baseline that feeds a learned
   beta embedding into the network input; ``logit+layer`` combines both.
 * conditional ``log Z(beta)`` (:class:`ConditionalLogZ`, a small MLP) and conditional ``log F(s; beta)``.
@@ -37,6 +41,9 @@ from gfn.states import States, batch_len
 from gfn.trajectories import TrajectoryBatch
 
 CONDITION_MODES = ("none", "logit", "layer", "logit+layer")
+#: ``g(beta)``: one scale per action, one scale for all logits (the paper's Logit-GFN), or
+#: ``auto``: per action where the policy has a fixed number of logits (``n_out``), else scalar
+LOGIT_SCALES = ("auto", "action", "scalar")
 
 
 def beta_of(cond: torch.Tensor) -> torch.Tensor:
@@ -86,10 +93,17 @@ _SOFTPLUS_INV_1 = math.log(math.e - 1.0)  # softplus(x) = 1 at this x
 
 
 class BetaScale(nn.Module):
-    """g(beta) > 0: softplus of a small MLP of beta (``out_dim`` scales), exactly 1 at initialisation."""
+    """g(beta) > 0 (``out_dim`` scales): ``beta * softplus(MLP(beta))``, or ``softplus(MLP(beta))``
+    with ``proportional=False``; the softplus is exactly 1 at initialisation.
 
-    def __init__(self, hidden: int = 32, out_dim: int = 1):
+    Proportional is the default because tempering multiplies log-rewards by beta, so the exact
+    tempered logits grow roughly linearly in beta and the network only learns the correction;
+    started at 1 instead, the scales move too slowly at the policy's learning rate to follow it
+    (measured on HyperGrid, ``benchmarks/logit_vs_layer.py`` and ``docs/conditioning.md``)."""
+
+    def __init__(self, hidden: int = 32, out_dim: int = 1, proportional: bool = True):
         super().__init__()
+        self.proportional = bool(proportional)
         self.net = mlp(1, out_dim, hidden=hidden, n_layers=1)
         with torch.no_grad():
             self.net[-1].weight.zero_()
@@ -97,25 +111,37 @@ class BetaScale(nn.Module):
 
     def forward(self, beta: torch.Tensor) -> torch.Tensor:
         """Scales ``[N, out_dim]`` for betas ``[N, 1]``."""
-        return nn.functional.softplus(self.net(beta))
+        g = nn.functional.softplus(self.net(beta))
+        return beta * g if self.proportional else g
 
 
 class LogitScaledPolicy(nn.Module):
     """Wraps a discrete policy: ``softmax(clamp(g(beta) * f(s), -clip, clip))`` over allowed actions.
 
+    ``per_action=False``: ``g(beta)`` is one positive scalar (the paper's Logit-GFN).
+    ``per_action=True``: ``g(beta)`` has one positive entry per action (``n_out`` of the base
+    policy), multiplied elementwise into the logits; for a fixed action set this can represent
+    tempered policies that a single scale cannot (a single scale only sharpens or flattens).
     Expects ``h`` whose last column is beta (as :class:`LogitGFlowNet.encode` makes it).
     A uniform policy is left uniform (scaling zeros changes nothing).
     """
 
-    def __init__(self, base: nn.Module, hidden: int = 32, clip: float = 50.0):
+    def __init__(self, base: nn.Module, hidden: int = 32, clip: float = 50.0, per_action: bool = False):
         super().__init__()
         if not isinstance(base, (DiscretePolicy, UniformPolicy)) and not (hasattr(base, "logits") and hasattr(base, "mask")):
             raise TypeError(f"logit scaling needs a discrete policy with logits() and mask(), got {type(base).__name__}")
         if clip <= 0:
             raise ValueError(f"logit clip must be positive, got {clip}")
+        n_out = 1
+        if per_action and not isinstance(base, UniformPolicy):
+            n_out = getattr(base, "n_out", None)
+            if not isinstance(n_out, int) or n_out < 1:
+                raise TypeError(f"per-action logit scales need a policy with a fixed number of logits (n_out); "
+                                f"{type(base).__name__} has none: use logit_scale='scalar'")
         self.base = base
         self.clip = float(clip)
-        self.scale = None if isinstance(base, UniformPolicy) else BetaScale(hidden)
+        self.per_action = bool(per_action)
+        self.scale = None if isinstance(base, UniformPolicy) else BetaScale(hidden, out_dim=n_out)
 
     def forward(self, h: torch.Tensor, states: States) -> MaskedCategorical:
         """Scaled action distribution at ``states``."""
@@ -207,11 +233,16 @@ def _require_standard_encoder(model: GFlowNet, mode: str) -> None:
 
 
 def make_logit_gflownet(base: GFlowNet, scale_hidden: int = 32, clip: float = 50.0, flow_hidden: int = 64,
-                        default_beta: Optional[float] = 1.0, layer_embed_dim: int = 0) -> LogitGFlowNet:
+                        default_beta: Optional[float] = 1.0, layer_embed_dim: int = 0,
+                        logit_scale: str = "auto") -> LogitGFlowNet:
     """Logit-GFN from an *unconditional* model: its encoder and heads are reused; P_F/P_B get
-    logit scales, the flow head (if any) becomes an MLP of ``[h, beta]``, log Z becomes log Z(beta).
+    logit scales (``logit_scale``: one ``"scalar"`` or one per ``"action"``), the flow head (if any)
+    becomes an MLP of ``[h, beta]``, log Z becomes log Z(beta).
     ``layer_embed_dim > 0`` also feeds a beta embedding to the encoder ("logit+layer")."""
     _require_standard_encoder(base, "logit")
+    if logit_scale not in LOGIT_SCALES:
+        raise ValueError(f"logit_scale must be one of {LOGIT_SCALES}, got {logit_scale!r}")
+    per_action = logit_scale == "action" or (logit_scale == "auto" and isinstance(getattr(base.pf, "n_out", None), int))
     if base.cond_dim != 0:
         raise ValueError("make_logit_gflownet expects an unconditional base model (cond_dim=0)")
     flow = None
@@ -223,8 +254,8 @@ def make_logit_gflownet(base: GFlowNet, scale_hidden: int = 32, clip: float = 50
     if layer_embed_dim > 0:
         _widen_model_inputs(base, layer_embed_dim)
         embed = BetaEmbedding(layer_embed_dim)
-    model = LogitGFlowNet(base.env, LogitScaledPolicy(base.pf, scale_hidden, clip),
-                          LogitScaledPolicy(base.pb, scale_hidden, clip), trunk=base.trunk, flow=flow,
+    model = LogitGFlowNet(base.env, LogitScaledPolicy(base.pf, scale_hidden, clip, per_action),
+                          LogitScaledPolicy(base.pb, scale_hidden, clip, per_action), trunk=base.trunk, flow=flow,
                           log_z=ConditionalLogZ(default_beta=default_beta), default_beta=default_beta, beta_embed=embed)
     return model.to(next(base.parameters()).device)
 
@@ -283,19 +314,22 @@ def make_layer_gflownet(base: GFlowNet, embed_dim: int = 32, default_beta: Optio
 
 
 def make_conditional(model: GFlowNet, mode: str, embed_dim: int = 32, scale_hidden: int = 32,
-                     logit_clip: float = 50.0, default_beta: Optional[float] = 1.0) -> GFlowNet:
+                     logit_clip: float = 50.0, default_beta: Optional[float] = 1.0,
+                     logit_scale: str = "auto") -> GFlowNet:
     """Turn an unconditional model into a temperature-conditional one (``logit``, ``layer`` or
     ``logit+layer``), reusing its networks."""
     if mode in ("logit", "logit+layer"):
         return make_logit_gflownet(model, scale_hidden=scale_hidden, clip=logit_clip, default_beta=default_beta,
-                                   layer_embed_dim=embed_dim if mode == "logit+layer" else 0)
+                                   layer_embed_dim=embed_dim if mode == "logit+layer" else 0,
+                                   logit_scale=logit_scale)
     if mode == "layer":
         return make_layer_gflownet(model, embed_dim=embed_dim, default_beta=default_beta)
     raise ValueError(f"unknown conditioning mode {mode!r}; choose one of {CONDITION_MODES[1:]}")
 
 
 def build_conditional_model(mode: str, objective, env, embed_dim: int = 32, scale_hidden: int = 32,
-                            logit_clip: float = 50.0, default_beta: Optional[float] = 1.0, **build_kw) -> GFlowNet:
+                            logit_clip: float = 50.0, default_beta: Optional[float] = 1.0,
+                            logit_scale: str = "auto", **build_kw) -> GFlowNet:
     """The objective's default model for ``env`` made temperature-conditional (``logit`` or ``layer``).
 
     ``build_kw`` go to ``objective.build_model`` (hidden, n_layers, shared_trunk, uniform_pb).
@@ -304,7 +338,7 @@ def build_conditional_model(mode: str, objective, env, embed_dim: int = 32, scal
     build_kw.pop("cond_dim", None)
     base = objective.build_model(env, **build_kw)
     return make_conditional(base, mode, embed_dim=embed_dim, scale_hidden=scale_hidden, logit_clip=logit_clip,
-                            default_beta=default_beta)
+                            default_beta=default_beta, logit_scale=logit_scale)
 
 
 #: objectives that read log R of states from the environment themselves (so the tempering of
@@ -416,7 +450,8 @@ def apply_run_flags(cfg, trainer) -> RunExtensions:
         dist = parse_beta_dist(getattr(cfg, "beta_dist", "uniform:1,3") or "uniform:1,3")
         check_objective_supports_tempering(trainer.objective, dist)
         if trainer.model.cond_dim == 0:
-            model = make_conditional(trainer.model, mode, default_beta=1.0)
+            model = make_conditional(trainer.model, mode, default_beta=1.0,
+                                     logit_scale=getattr(cfg, "logit_scale", "auto") or "auto")
             trainer.model = model
             trainer.sampler.model = model
             c = trainer.config

@@ -49,6 +49,7 @@ class RunConfig:
     device: str = field(default="cpu", metadata={"help": "torch device"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     condition: str = field(default="none", metadata={"help": "temperature conditioning: none | logit (Logit-GFN) | layer (beta embedding input) | logit+layer (both)", "choices": ("none", "logit", "layer", "logit+layer")})
+    logit_scale: str = field(default="auto", metadata={"help": "Logit-GFN scale g(beta): action (one positive scale per action) | scalar (one scale, the paper's form) | auto (action when the action set is fixed, else scalar)", "choices": ("auto", "action", "scalar")})
     beta_dist: str = field(default="uniform:1,3", metadata={"help": "beta distribution for --condition: uniform:a,b | loguniform:a,b | expuniform:a,b | normal:mean,std[,low,high] | constant:b | anneal:start,end,steps[,linear|cosine|geometric]"})
     eval_betas: list = field(default_factory=list, metadata={"help": "betas at which exact metrics tv_exact_beta<b> are written (enumerable envs)"})
     local_search: list = field(default_factory=list, metadata={"help": "local search K,I: backtrack K steps, I refinements per batch (empty: off)"})

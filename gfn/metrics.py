@@ -70,8 +70,16 @@ def exact_terminal_distribution(env: DiscreteEnv, model, cond: Optional[torch.Te
     ``P(reach s') = [s' = s_0] + sum_{(s, a) -> s'} P(reach s) P_F(a | s)`` is iterated to its
     fixed point (exact on a DAG after depth + 1 sweeps, each a batched scatter over all edges);
     the result is ``P(reach x) * P_F(exit | x)``.  ``cond`` is one conditioning vector used
-    for every state.  Computed in float64.
+    for every state.  Computed in float64, without gradients
+    (:func:`differentiable_terminal_distribution` keeps them).
     """
+    return differentiable_terminal_distribution(env, model, cond, chunk)
+
+
+def differentiable_terminal_distribution(env: DiscreteEnv, model, cond: Optional[torch.Tensor] = None,
+                                         chunk: int = 65536) -> torch.Tensor:
+    """:func:`exact_terminal_distribution` with autograd through P_F (e.g. to fit a policy to
+    an exact target on a small environment, as ``benchmarks/logit_expressivity.py`` does)."""
     if not env.is_enumerable:
         raise ValueError(f"{type(env).__name__} is not enumerable: exact metrics are unavailable")
     states = env.enumerate_states()

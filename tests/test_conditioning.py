@@ -122,16 +122,37 @@ def test_logit_scale_is_one_at_init_and_scales_logits_exactly():
     assert isinstance(model, LogitGFlowNet) and model.cond_dim == 1
     states = env.enumerate_states()
     f = base.pf.head(base.trunk(env.featurize(states)))  # the unconditioned logits
-    for beta in (0.5, 1.0, 3.0):  # g == 1 at init: every beta gives the base policy
+    for beta in (0.5, 1.0, 3.0):  # g(beta) == beta at init: P_F = softmax(beta f)
         c = torch.full((len(states), 1), beta)
         assert torch.allclose(model.pf_dist(states, c).log_probs, torch.log_softmax(
-            f.masked_fill(~env.forward_mask(states), float("-inf")), -1), atol=1e-6)
-    with torch.no_grad():  # make g(beta) = 2.5 everywhere: P_F = softmax(2.5 f)
+            (beta * f).masked_fill(~env.forward_mask(states), float("-inf")), -1), atol=1e-6)
+    with torch.no_grad():  # make the softplus 2.5 everywhere: g(beta) = 2.5 beta
         model.pf.scale.net[-1].bias.fill_(math.log(math.expm1(2.5)))
     c = torch.full((len(states), 1), 2.0)
-    want = torch.log_softmax((2.5 * f).clamp(-50, 50).masked_fill(~env.forward_mask(states), float("-inf")), -1)
+    want = torch.log_softmax((5.0 * f).clamp(-50, 50).masked_fill(~env.forward_mask(states), float("-inf")), -1)
     assert torch.allclose(model.pf_dist(states, c).log_probs, want, atol=1e-5)
     assert all(torch.equal(ref[k], v) for k, v in base.state_dict().items() if k in ref)
+    flat = make_conditional(build_gflownet(env, hidden=32, n_layers=2), "logit")
+    flat.pf.scale.proportional = False  # the paper's form: g == 1 at init for every beta
+    assert torch.allclose(flat.pf.scale(torch.tensor([[0.5], [3.0]])), torch.ones(2, 1))
+
+
+def test_per_action_logit_scales_multiply_each_logit():
+    env = HyperGrid(2, 5)
+    torch.manual_seed(0)
+    base = build_gflownet(env, hidden=32, n_layers=2)
+    model = make_conditional(base, "logit", logit_scale="action")
+    assert model.pf.scale.net[-1].out_features == env.n_actions
+    assert model.pb.scale.net[-1].out_features == env.n_backward_actions
+    states = env.enumerate_states()
+    f = base.pf.head(base.trunk(env.featurize(states))).detach()
+    with torch.no_grad():  # scales (1, 2, 3) per action at every beta (times beta = 1)
+        model.pf.scale.net[-1].bias.copy_(torch.log(torch.expm1(torch.tensor([1.0, 2.0, 3.0]))))
+    c = torch.ones(len(states), 1)
+    want = torch.log_softmax((f * torch.tensor([1.0, 2.0, 3.0])).masked_fill(~env.forward_mask(states), float("-inf")), -1)
+    assert torch.allclose(model.pf_dist(states, c).log_probs, want, atol=1e-5)
+    with pytest.raises(ValueError, match="logit_scale"):
+        make_conditional(build_gflownet(env, hidden=8, n_layers=1), "logit", logit_scale="row")
 
 
 def test_logit_scale_stays_positive_so_the_policy_is_never_inverted():
