@@ -165,6 +165,24 @@ def neg2_toeplitz_product(a: torch.Tensor, lam: float, block: Optional[int] = BL
     return (within + later.unsqueeze(-1) * from_end).view(B, nc * L)[:, :M]
 
 
+def use_pair_kernel(a: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether the per-trajectory pair sums go to the Triton SubTB kernel (CUDA tensors in a float
+    dtype the kernel takes, Triton importable, ``GFN_TRITON`` not 0); the closed form otherwise."""
+    if not a.is_cuda or dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return False
+    from gfn import kernels
+    return kernels.enabled() and kernels.available()
+
+
+def packed_pair_sums(a: torch.Tensor, valid: torch.Tensor, n_nodes: torch.Tensor, lam: float) -> torch.Tensor:
+    """``sum_{i<j} lam^(j-i) (a_i - a_j)^2`` per row of padded ``a`` [B, M], through
+    :func:`gfn.ops.subtb_pair_sum` on the packed valid entries (the Triton kernel on CUDA; the
+    padded reference elsewhere, which is what the tests compare the closed form with)."""
+    from gfn import ops
+    packed = a[valid]  # row-major: each trajectory's nodes stay contiguous and in order
+    return ops.subtb_pair_sum(packed, ops.lengths_to_ptr(n_nodes.clamp(min=0)), lam)
+
+
 def subtb_from_potentials(a: torch.Tensor, n_nodes: torch.Tensor, lamda: float,
                           weighting: str = "geometric_within") -> torch.Tensor:
     """SubTB loss from padded potentials ``a`` [B, M] (entries past ``n_nodes`` are ignored), in closed form."""
@@ -186,14 +204,17 @@ def subtb_from_potentials(a: torch.Tensor, n_nodes: torch.Tensor, lamda: float,
     # centre each trajectory on its first node (a detached shift: every delta_ij is unchanged,
     # and a_k - a_0 are residuals themselves, so the expansion below does not cancel in float32)
     a = torch.where(valid, a - a[:, :1].detach(), torch.zeros((), dtype=dtype, device=a.device))
-    # coefficient of a_i^2: sum_{j<i} w_{i-j} + sum_{i<j<n} w_{j-i} = G(i) + G(n - 1 - i)
-    coef = g_windows.index_select(0, (M - n_nodes).clamp(min=0)) + g_row
-    if lam == 1.0:
-        # exclusive suffix sums replace the all-ones Toeplitz product
-        cross = -2.0 * (torch.flip(torch.cumsum(torch.flip(a, [1]), 1), [1]) - a)
+    if use_pair_kernel(a, dtype):
+        per_traj = packed_pair_sums(a, valid, n_nodes, lam)  # Triton on CUDA: pairs streamed, O(1) memory
     else:
-        cross = neg2_toeplitz_product(a, lam)               # -2 sum_{j>i} w_{j-i} a_j
-    per_traj = (a * torch.addcmul(cross, a, coef)).sum(1)   # sum_{i<j} w_{j-i} (a_i - a_j)^2
+        # coefficient of a_i^2: sum_{j<i} w_{i-j} + sum_{i<j<n} w_{j-i} = G(i) + G(n - 1 - i)
+        coef = g_windows.index_select(0, (M - n_nodes).clamp(min=0)) + g_row
+        if lam == 1.0:
+            # exclusive suffix sums replace the all-ones Toeplitz product
+            cross = -2.0 * (torch.flip(torch.cumsum(torch.flip(a, [1]), 1), [1]) - a)
+        else:
+            cross = neg2_toeplitz_product(a, lam)               # -2 sum_{j>i} w_{j-i} a_j
+        per_traj = (a * torch.addcmul(cross, a, coef)).sum(1)   # sum_{i<j} w_{j-i} (a_i - a_j)^2
     weight = h[(n_nodes - 1).clamp(min=0)]                   # sum_{i<j} w_{j-i}
     if weighting.endswith("_within"):
         has = weight > 0

@@ -84,6 +84,24 @@ def test_fast_equals_slow_values_and_gradients(weighting, lam):
             assert torch.allclose(gf, gs, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+@pytest.mark.parametrize("lam", LAMBDAS)
+def test_packed_pair_kernel_path_equals_closed_form(monkeypatch, weighting, lam):
+    """The route taken on CUDA (packed potentials -> gfn.ops.subtb_pair_sum, the Triton kernel
+    there) gives the closed form's loss and gradients; forced on CPU, where ops uses its reference."""
+    import gfn.objectives.subtb as subtb
+    batch = layout_batch([1, 3, 5, 2, 6, 1, 4], [True, True, False, True, False, False, True], None)
+    pf, pb, fl, lr = random_rows(batch)
+    a, n_nodes = node_potentials(batch, pf, pb, fl, lr)
+    closed = subtb_from_potentials(a, n_nodes, lam, weighting)
+    monkeypatch.setattr(subtb, "use_pair_kernel", lambda a, dtype: True)
+    packed = subtb_from_potentials(a, n_nodes, lam, weighting)
+    assert torch.allclose(packed, closed, rtol=1e-10, atol=1e-14)
+    g_packed = torch.autograd.grad(packed, [pf, pb, fl, lr], retain_graph=True)
+    for gp, gc in zip(g_packed, torch.autograd.grad(closed, [pf, pb, fl, lr])):
+        assert torch.allclose(gp, gc, rtol=1e-9, atol=1e-11)
+
+
 def test_float32_with_large_offsets_matches_float64_reference():
     # potentials of size ~500 with small residuals: the centred expansion must not cancel
     batch = layout_batch([8, 12, 3], [True, True, True], None)
@@ -208,3 +226,10 @@ def test_constant_potentials_give_zero_loss():
     for w in WEIGHTINGS:
         assert abs(float(subtb_from_potentials(a, n, 0.9, w))) < 1e-10
     assert math.isfinite(float(subtb_from_potentials(torch.zeros(2, 1), torch.tensor([1, 1]), 0.9)))
+
+
+def test_pair_kernel_is_used_only_for_cuda_float_tensors():
+    from gfn.objectives.subtb import use_pair_kernel
+    assert not use_pair_kernel(torch.zeros(3), torch.float32)  # CPU: closed form
+    if torch.cuda.is_available():
+        assert not use_pair_kernel(torch.zeros(3, device="cuda"), torch.float64)
