@@ -224,6 +224,7 @@ class FillMDP(SequenceMDP):
         if min_len != max_len:
             raise EnvError(f"the 'fill' MDP builds fixed-length sequences; got min_len={min_len} != max_len={max_len}")
         super().__init__(vocab_size, max_len, min_len)
+        self._cols: dict = {}
 
     @property
     def n_actions(self) -> int:
@@ -237,23 +238,24 @@ class FillMDP(SequenceMDP):
 
     def step(self, states, actions):
         """Write token ``a % V`` at position ``a // V``."""
-        out = states.clone()
-        rows = torch.arange(states.shape[0], device=states.device)
-        out[rows, actions // self.V] = actions % self.V
-        return out
+        return states.scatter(1, (actions // self.V).unsqueeze(1), (actions % self.V).unsqueeze(1))
 
     def backward_step(self, states, actions):
         """Clear position ``a``."""
-        out = states.clone()
-        rows = torch.arange(states.shape[0], device=states.device)
-        out[rows, actions] = PAD
-        return out
+        return states.scatter(1, actions.unsqueeze(1), PAD)
+
+    def _mask_columns(self, device) -> torch.Tensor:
+        """Column of ``[empty positions | all filled]`` that decides each forward action."""
+        cols = self._cols.get(device)
+        if cols is None:
+            cols = self._cols[device] = torch.cat([torch.arange(self.L, device=device).repeat_interleave(self.V),
+                                                   torch.tensor([self.L], device=device)])
+        return cols
 
     def forward_mask(self, states):
         """Writes allowed at empty positions; exit only when all positions are filled."""
         empty = states < 0
-        writes = empty.unsqueeze(2).expand(-1, -1, self.V).reshape(states.shape[0], -1)
-        return torch.cat([writes, ~empty.any(1, keepdim=True)], 1)
+        return torch.cat([empty, ~empty.any(1, keepdim=True)], 1)[:, self._mask_columns(states.device)]
 
     def backward_mask(self, states):
         """Filled positions can be cleared."""
@@ -315,7 +317,9 @@ class SequenceEnv(DiscreteEnv):
         self.vocab_size, self.max_len, self.min_len = int(vocab_size), int(max_len), min_len
         self.alphabet = list(alphabet) if alphabet is not None else None
         self.state_shape = (self.max_len,)
-        self._feature_offsets = torch.arange(self.max_len, device=self.device) * (self.vocab_size + 1)
+        # one-hot rows indexed by token + 1: row 0 (PAD) marks the "empty" symbol, the last column
+        eye = torch.eye(self.vocab_size + 1, device=self.device)
+        self._onehot_rows = torch.cat([eye[-1:], eye[:-1]])
 
     # ------------------------------------------------------------ contract
     def initial_states(self, n: int) -> torch.Tensor:
@@ -381,11 +385,8 @@ class SequenceEnv(DiscreteEnv):
 
     def featurize(self, states: torch.Tensor) -> torch.Tensor:
         """One-hot per position over ``V + 1`` symbols (the last one means empty), flattened."""
-        # scatter instead of F.one_hot, which range-checks its input with host syncs
-        tok = torch.where(states < 0, self.vocab_size, states)
-        cols = tok + self._feature_offsets
-        out = torch.zeros(states.shape[0], self.feature_dim, device=states.device)
-        return out.scatter_(1, cols, 1.0)
+        # a row lookup (2 ops) instead of F.one_hot, which range-checks its input with host syncs
+        return self._onehot_rows[states + 1].view(states.shape[0], self.feature_dim)
 
     @property
     def feature_dim(self) -> int:
