@@ -63,7 +63,7 @@ def setup(env_name: str, kw: dict, seed: int):
         pre = KHotPreprocessor(height=env.height, ndim=env.ndim)
         d_in, extra = pre.output_dim, {"preprocessor": pre}
     elif env_name == "bitseq":
-        from gfn.gym import BitSequence
+        from gfn.gym import BitSequence  # append-only in 2.4.1, whatever kw["mdp"] says (gfn's side only)
         H = torch.randint(0, 2, (kw["n_modes"], kw["seq_size"]), dtype=torch.long)
         env = BitSequence(kw["word_size"], kw["seq_size"], kw["n_modes"], H=H, debug=False)
         d_in, extra = env.words_per_seq, {}

@@ -32,7 +32,9 @@ import torch  # noqa: E402
 MATRIX_ENVS = [
     ("hypergrid", {"ndim": 2, "height": 8}),
     ("hypergrid", {"ndim": 4, "height": 16}),
-    ("bitseq", {"word_size": 1, "seq_size": 8, "n_modes": 2}),
+    ("bitseq", {"word_size": 1, "seq_size": 8, "n_modes": 2, "mdp": "fill"}),
+    # torchgfn 2.4.1's BitSequence is append-only: the like-for-like cell for the side-by-side ratio
+    ("bitseq", {"word_size": 1, "seq_size": 8, "n_modes": 2, "mdp": "append"}),
     ("ising", {"L": 6, "J": 0.44}),
 ]
 MATRIX_BATCH_SIZES = (16, 64, 256)
@@ -51,7 +53,8 @@ def cell_name(env_name: str, kw: dict) -> str:
     if env_name == "hypergrid":
         return f"hypergrid {kw['ndim']}D h{kw['height']}"
     if env_name == "bitseq":
-        return f"bitseq w{kw['word_size']} l{kw['seq_size']} m{kw['n_modes']}"
+        name = f"bitseq w{kw['word_size']} l{kw['seq_size']} m{kw['n_modes']}"
+        return name if kw.get("mdp", "fill") == "fill" else f"{name} {kw['mdp']}"
     if env_name == "ising":
         return f"ising {kw['L']}x{kw['L']}"
     return env_name
@@ -62,9 +65,9 @@ def make_env(env_name: str, kw: dict, seed: int):
     from gfn.envs import list_envs, make_env as _make
     if env_name not in list_envs():
         raise KeyError(f"environment {env_name!r} is not registered in gfn.envs (registered: {', '.join(list_envs())})")
-    if env_name == "bitseq":  # torchgfn's names -> gfn.envs.BitSequence's; non-autoregressive ("fill")
+    if env_name == "bitseq":  # torchgfn's names -> gfn.envs.BitSequence's; non-autoregressive ("fill") by default
         kw = {"word_size": kw["word_size"], "seq_len": kw["seq_size"], "n_modes": kw["n_modes"],
-              "mdp": "fill", "mode_seed": seed}
+              "mdp": kw.get("mdp", "fill"), "mode_seed": seed}
     try:
         return _make(env_name, **kw)
     except TypeError as e:
@@ -143,7 +146,7 @@ def env_kwargs_from_args(a) -> dict:
     if a.env == "hypergrid":
         return {"ndim": a.ndim, "height": a.height}
     if a.env == "bitseq":
-        return {"word_size": a.word_size, "seq_size": a.seq_size, "n_modes": a.n_modes}
+        return {"word_size": a.word_size, "seq_size": a.seq_size, "n_modes": a.n_modes, "mdp": a.mdp}
     if a.env == "ising":
         return {"L": a.L, "J": a.J}
     raise ValueError(f"unknown --env {a.env!r}")
@@ -157,6 +160,8 @@ def add_cell_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--word-size", type=int, default=1)
     p.add_argument("--seq-size", type=int, default=8)
     p.add_argument("--n-modes", type=int, default=2)
+    p.add_argument("--mdp", default="fill", choices=["fill", "append"],
+                   help="bitseq MDP: fill (non-autoregressive, as the issue and gfnx) or append (as torchgfn 2.4.1)")
     p.add_argument("--L", type=int, default=6)
     p.add_argument("--J", type=float, default=0.44)
     p.add_argument("--batch-size", type=int, nargs="+", default=[16])

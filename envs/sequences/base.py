@@ -102,23 +102,17 @@ class AppendMDP(SequenceMDP):
 
     def step(self, states, actions):
         """Write ``actions`` at the first empty slot."""
-        out = states.clone()
-        rows = torch.arange(states.shape[0], device=states.device)
-        out[rows, self.lengths(states)] = actions
-        return out
+        return states.scatter(1, self.lengths(states).unsqueeze(1), actions.unsqueeze(1))
 
     def backward_step(self, states, actions):
         """Clear the last filled slot."""
-        out = states.clone()
-        rows = torch.arange(states.shape[0], device=states.device)
-        out[rows, self.lengths(states) - 1] = PAD
-        return out
+        return states.scatter(1, (self.lengths(states) - 1).unsqueeze(1), PAD)
 
     def forward_mask(self, states):
         """Append while not full; exit when long enough."""
         n = self.lengths(states)
         grow = (n < self.L).unsqueeze(1).expand(-1, self.V)
-        return torch.cat([grow, self.exit_allowed(states).unsqueeze(1)], 1)
+        return torch.cat([grow, (n >= self.min_len).unsqueeze(1)], 1)
 
     def backward_mask(self, states):
         """Delete-last allowed on non-empty strings."""
@@ -130,8 +124,7 @@ class AppendMDP(SequenceMDP):
 
     def forward_action(self, states, actions):
         """Deleting the last token is undone by appending it."""
-        rows = torch.arange(states.shape[0], device=states.device)
-        return states[rows, self.lengths(states) - 1]
+        return states.gather(1, (self.lengths(states) - 1).unsqueeze(1)).squeeze(1)
 
 
 class PrependAppendMDP(SequenceMDP):
