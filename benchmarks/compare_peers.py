@@ -116,6 +116,11 @@ def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, use_gf
                                 for k in runs["gfn"][0]["phases_ms"]}
     if "gfn_ms" in out and "torchgfn_ms" in out:
         out["ratio_gfn_torchgfn"] = out["gfn_ms"] / out["torchgfn_ms"]
+        if len(runs["gfn"]) == len(runs["torchgfn"]):
+            # each repeat ran the two libraries back to back: the median of these paired ratios is
+            # less sensitive than the ratio of medians to slow load changes on a shared machine
+            out["paired_ratio_gfn_torchgfn"] = statistics.median(
+                g["ms_per_iter"] / t["ms_per_iter"] for g, t in zip(runs["gfn"], runs["torchgfn"]))
     if "gfn_cpu_ms" in out and "torchgfn_cpu_ms" in out:
         out["cpu_ratio_gfn_torchgfn"] = out["gfn_cpu_ms"] / out["torchgfn_cpu_ms"]
     if "gfn_ms" in out and "gfnx_ms" in out:
@@ -133,15 +138,16 @@ def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, use_gf
 
 def markdown_table(rows: list[dict]) -> str:
     """The README table: one line per cell (wall-time medians; CPU-time ratio alongside)."""
-    lines = ["| cell | B | gfn ms | torchgfn ms | gfn/torchgfn (wall) | gfn/torchgfn (CPU) "
+    lines = ["| cell | B | gfn ms | torchgfn ms | gfn/torchgfn (wall) | paired | gfn/torchgfn (CPU) "
              "| gfn ms at issue scale | torchgfn / gfnx ms (issue) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         def f(k, fmt="{:.1f}"):
             return fmt.format(r[k]) if k in r else "–"
         quoted = f"{f('issue_torchgfn_ms', '{:g}')} / {f('issue_gfnx_ms', '{:g}')}"
         lines.append(f"| {r['cell']} | {r['batch_size']} | {f('gfn_ms')} | {f('torchgfn_ms')} | "
-                     f"{f('ratio_gfn_torchgfn', '{:.2f}')} | {f('cpu_ratio_gfn_torchgfn', '{:.2f}')} | "
+                     f"{f('ratio_gfn_torchgfn', '{:.2f}')} | {f('paired_ratio_gfn_torchgfn', '{:.2f}')} | "
+                     f"{f('cpu_ratio_gfn_torchgfn', '{:.2f}')} | "
                      f"{f('gfn_ms_at_issue_scale')} | {quoted} |")
     return "\n".join(lines)
 
@@ -151,6 +157,8 @@ def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cell_args(p)
     p.add_argument("--matrix", action="store_true", help="all cells of issue 4 (unregistered envs skipped)")
+    p.add_argument("--matrix-batch-sizes", type=int, nargs="+", default=list(MATRIX_BATCH_SIZES),
+                   help="batch sizes of the --matrix cells")
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
@@ -164,7 +172,7 @@ def main(argv=None) -> list[dict]:
     from speed import env_kwargs_from_args
     from gfn.envs import list_envs
     if a.matrix:
-        cells = [(e, kw, b) for e, kw in MATRIX_ENVS for b in MATRIX_BATCH_SIZES]
+        cells = [(e, kw, b) for e, kw in MATRIX_ENVS for b in a.matrix_batch_sizes]
     else:
         cells = [(a.env, env_kwargs_from_args(a), b) for b in a.batch_size]
     missing = sorted({e for e, _, _ in cells if e not in list_envs()})
