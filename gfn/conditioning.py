@@ -11,8 +11,8 @@ Pieces (see ``docs/conditioning.md``):
   objective that reads ``batch.log_rewards`` trains towards ``R^beta``.
 * **Logit-GFN** (:class:`LogitGFlowNet`): the state encoder ignores beta; the policies'
   logits are scaled, ``P(.|s; beta) = softmax(clamp(g(beta) * f(s), -c, c))`` with a small
-  positive scale network ``g`` (softplus, exactly 1 at initialisation) for P_F and P_B.
-  ``g(beta)`` is one positive scale per action (``logit_scale="action"``, the default for fixed
+  positive scale network ``g`` (``beta * softplus(MLP(beta))``, ``g = beta`` at initialisation)
+  for P_F and P_B.  ``g(beta)`` is one positive scale per action (``logit_scale="action"``, the default for fixed
   action sets; ``g(beta) * f(s)`` elementwise) or one scalar (``"scalar"``, the paper's form):
   still no beta in the encoder, but per action it can represent the tempered policies that one
   scale cannot (see ``docs/conditioning.md``).
@@ -140,7 +140,6 @@ class LogitScaledPolicy(nn.Module):
                                 f"{type(base).__name__} has none: use logit_scale='scalar'")
         self.base = base
         self.clip = float(clip)
-        self.per_action = bool(per_action)
         self.scale = None if isinstance(base, UniformPolicy) else BetaScale(hidden, out_dim=n_out)
 
     def forward(self, h: torch.Tensor, states: States) -> MaskedCategorical:
