@@ -116,6 +116,13 @@ class Env(ABC):
         """True where a state is s_0 (default: it has no allowed backward action)."""
         return ~self.backward_mask(states).reshape(batch_len(states), -1).any(-1)
 
+    @property
+    def transitions_are_actions(self) -> bool:
+        """True when distinct actions at a state always lead to distinct states, so that a
+        transition's log-probability is its action's (:meth:`transition_log_prob` not overridden).
+        Batched scoring then takes a path without per-row gathers."""
+        return type(self).transition_log_prob is Env.transition_log_prob
+
     def transition_log_prob(self, dist, states: States, actions: torch.Tensor, backward: bool = False) -> torch.Tensor:
         """log-probability of the *transition* that ``actions`` make from ``states`` under the
         action distribution ``dist``.  The default is ``dist.log_prob(actions)``; MDPs in which

@@ -221,7 +221,7 @@ class GFlowNet(nn.Module):
                 dist = self.pf(h, batch.states)
                 log_pf = env.transition_log_prob(dist, batch.states, batch.actions, backward=False)
         if pb and type(self.pb) is DiscretePolicy and torch.is_tensor(h) \
-                and type(env).transition_log_prob is Env.transition_log_prob:
+                and env.transitions_are_actions:
             # fast path: score every row (no gather/scatter of h), then zero the first rows.
             # Their mask is opened so no row is all -inf (which would give NaN gradients).
             first = batch.is_first

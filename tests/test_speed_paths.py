@@ -72,8 +72,22 @@ class _PlainPolicy(DiscretePolicy):
     """A subclass: GFlowNet.evaluate takes its generic (gather / scatter) P_B path."""
 
 
-def test_evaluate_fast_pb_path_matches_generic_path():
-    env = HyperGrid(ndim=3, height=5)
+def _bitseq(mdp):
+    from gfn.envs import BitSequence
+    return BitSequence(word_size=1, seq_len=4, n_modes=2, mdp=mdp)
+
+
+def test_transitions_are_actions_only_where_no_two_actions_reach_one_state():
+    assert HyperGrid(ndim=2, height=3).transitions_are_actions
+    assert _bitseq("fill").transitions_are_actions and _bitseq("append").transitions_are_actions
+    assert not _bitseq("prepend_append").transitions_are_actions  # append c == prepend c at c^k
+
+
+@pytest.mark.parametrize("make_env", [lambda: HyperGrid(ndim=3, height=5), lambda: _bitseq("fill"),
+                                      lambda: _bitseq("append")], ids=["hypergrid", "fill", "append"])
+def test_evaluate_fast_pb_path_matches_generic_path(make_env):
+    env = make_env()
+    assert env.transitions_are_actions
     fast = gfn.build_gflownet(env, hidden=32)
     slow = gfn.build_gflownet(env, hidden=32)
     slow.load_state_dict(fast.state_dict())

@@ -343,6 +343,11 @@ class SequenceEnv(DiscreteEnv):
         """Forward action at the parent that redoes backward ``actions`` taken at ``states``."""
         return self.mdp.forward_action(states, actions)
 
+    @property
+    def transitions_are_actions(self) -> bool:
+        """True unless the MDP merges actions that reach the same state (prepend-append)."""
+        return type(self.mdp).transition_log_prob is SequenceMDP.transition_log_prob
+
     def transition_log_prob(self, dist, states, actions, backward: bool = False) -> torch.Tensor:
         """Transition log-probability; sums over actions leading to the same state (seqPA)."""
         return self.mdp.transition_log_prob(dist, states, actions, backward)
