@@ -10,16 +10,17 @@ over the repeats, each repeat being the median of ``--iterations`` timed iterati
 
 torchgfn's package is also named ``gfn``: install it into its own folder (see
 ``peer_torchgfn.py``) and pass ``--torchgfn-path`` (default: ``$GFN_TORCHGFN_PATH`` or
-``~/.cache/gfn-peers/torchgfn``).  gfnx (JAX) would be timed by a ``peer_gfnx.py`` runner when
-``jax`` and ``gfnx`` import; none ships yet, so gfnx is skipped cleanly and the gfnx numbers
-quoted in the issue are compared through ``gfn_ms_at_issue_scale`` (our ratio to torchgfn
-times the issue's torchgfn time).
+``~/.cache/gfn-peers/torchgfn``).  gfnx (JAX) is timed by ``peer_gfnx.py``, which runs in an
+interpreter of its own (gfnx 0.0.1 pins ``numpy==1.26.4``; see that script to set it up) passed
+as ``--gfnx-python`` (default: ``$GFN_GFNX_PYTHON``); when that interpreter is missing or cannot
+import ``jax`` and ``gfnx``, gfnx is skipped cleanly and the issue's gfnx numbers are compared
+through ``gfn_ms_at_issue_scale`` (our ratio to torchgfn times the issue's torchgfn time).  gfnx
+has no append-MDP bit sequence, so gfnx is not run on the ``bitseq ... append`` cells.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -62,9 +63,9 @@ def gfn_cmd(env_name: str, kw: dict, b: int, a) -> list[str]:
     return cmd
 
 
-def peer_cmd(script: str, env_name: str, kw: dict, b: int, a) -> list[str]:
-    """Command line timing a peer library on one cell."""
-    return [sys.executable, os.path.join(HERE, script), "--cell", json.dumps({"env": env_name, "env_kwargs": kw}),
+def peer_cmd(script: str, env_name: str, kw: dict, b: int, a, python: str | None = None) -> list[str]:
+    """Command line timing a peer library on one cell (with ``python``, default this interpreter)."""
+    return [python or sys.executable, os.path.join(HERE, script), "--cell", json.dumps({"env": env_name, "env_kwargs": kw}),
             "--batch-size", str(b), "--iterations", str(a.iterations), "--warmup", str(a.warmup), "--seed", str(a.seed)]
 
 
@@ -73,18 +74,26 @@ def torchgfn_available(path: str) -> bool:
     return os.path.isdir(os.path.join(path, "gfn", "gym"))
 
 
-def gfnx_available() -> bool:
-    """Whether JAX and gfnx import in this interpreter and a gfnx runner (``peer_gfnx.py``) exists.
+def gfnx_available(python: str | None, timeout: float = 30.0) -> bool:
+    """Whether the interpreter ``python`` exists and imports ``jax`` and ``gfnx`` (for ``peer_gfnx.py``).
 
-    No gfnx runner ships yet (gfnx 0.0.1 pins numpy==1.26.4, so it needs an environment of its
-    own, which was not set up), so gfnx is skipped and the issue's gfnx numbers are compared
-    through the ``gfn ms at issue scale`` column instead."""
-    return (os.path.exists(os.path.join(HERE, "peer_gfnx.py")) and importlib.util.find_spec("jax") is not None
-            and importlib.util.find_spec("gfnx") is not None)
+    gfnx 0.0.1 pins numpy==1.26.4, so it lives in an environment of its own whose interpreter is
+    given here; without one gfnx is skipped and the issue's gfnx numbers are compared through
+    the ``gfn ms at issue scale`` column instead."""
+    if not python or not os.path.isfile(python) or not os.access(python, os.X_OK):
+        return False
+    if not os.path.exists(os.path.join(HERE, "peer_gfnx.py")):
+        return False
+    try:
+        out = subprocess.run([python, "-c", "import jax, gfnx"], env=_base_env(), capture_output=True,
+                             timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
 
 
-def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, use_gfnx: bool) -> dict:
-    """Alternate gfn and the peers ``a.repeats`` times on one cell; summarise."""
+def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, gfnx_python: str | None) -> dict:
+    """Alternate gfn and the peers ``a.repeats`` times on one cell; summarise (gfnx when ``gfnx_python``)."""
     base = _base_env()
     tg_env = dict(base, PYTHONPATH=tg_path) if tg_path else None
     runs = {"gfn": [], "torchgfn": [], "gfnx": []}
@@ -92,8 +101,8 @@ def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, use_gf
         jobs = [("gfn", gfn_cmd(env_name, kw, b, a), base)]
         if tg_env is not None:
             jobs.append(("torchgfn", peer_cmd("peer_torchgfn.py", env_name, kw, b, a), tg_env))
-        if use_gfnx:
-            jobs.append(("gfnx", peer_cmd("peer_gfnx.py", env_name, kw, b, a), base))
+        if gfnx_python and not (env_name == "bitseq" and kw.get("mdp", "fill") != "fill"):  # gfnx: fill MDP only
+            jobs.append(("gfnx", peer_cmd("peer_gfnx.py", env_name, kw, b, a, python=gfnx_python), base))
         if r % 2 == 1:
             jobs.reverse()
         for lib, cmd, env in jobs:
@@ -137,10 +146,11 @@ def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, use_gf
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The README table: one line per cell (wall-time medians; CPU-time ratio alongside)."""
+    """The README table: one line per cell (wall-time medians; CPU-time ratio alongside; gfnx when timed)."""
+    with_gfnx = any("gfnx_ms" in r for r in rows)  # measured gfnx columns only when gfnx ran
     lines = ["| cell | B | gfn ms | torchgfn ms | gfn/torchgfn (wall) | paired | gfn/torchgfn (CPU) "
-             "| gfn ms at issue scale | torchgfn / gfnx ms (issue) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| gfn ms at issue scale | torchgfn / gfnx ms (issue) |" + (" gfnx ms | gfn/gfnx (wall) |" if with_gfnx else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_gfnx else "")]
     for r in rows:
         def f(k, fmt="{:.1f}"):
             return fmt.format(r[k]) if k in r else "–"
@@ -148,7 +158,8 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(f"| {r['cell']} | {r['batch_size']} | {f('gfn_ms')} | {f('torchgfn_ms')} | "
                      f"{f('ratio_gfn_torchgfn', '{:.2f}')} | {f('paired_ratio_gfn_torchgfn', '{:.2f}')} | "
                      f"{f('cpu_ratio_gfn_torchgfn', '{:.2f}')} | "
-                     f"{f('gfn_ms_at_issue_scale')} | {quoted} |")
+                     f"{f('gfn_ms_at_issue_scale')} | {quoted} |"
+                     + (f" {f('gfnx_ms')} | {f('ratio_gfn_gfnx', '{:.2f}')} |" if with_gfnx else ""))
     return "\n".join(lines)
 
 
@@ -166,6 +177,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per worker process")
     p.add_argument("--torchgfn-path", default=os.environ.get("GFN_TORCHGFN_PATH", os.path.expanduser("~/.cache/gfn-peers/torchgfn")))
     p.add_argument("--no-torchgfn", action="store_true")
+    p.add_argument("--gfnx-python", default=os.environ.get("GFN_GFNX_PYTHON") or None,
+                   help="interpreter of gfnx's own environment (default: $GFN_GFNX_PYTHON); gfnx is skipped without it")
     p.add_argument("--out", default=None, help="write the records (and the markdown table) here")
     a = p.parse_args(argv)
 
@@ -185,13 +198,13 @@ def main(argv=None) -> list[dict]:
             tg_path = a.torchgfn_path
         else:
             print(f"# torchgfn not found in {a.torchgfn_path}: skipped (see peer_torchgfn.py to install it)", file=sys.stderr)
-    use_gfnx = gfnx_available()
-    if not use_gfnx:
-        print("# gfnx skipped (no jax/gfnx, or no peer_gfnx.py runner): the issue's gfnx numbers are shown instead",
-              file=sys.stderr)
+    gfnx_python = a.gfnx_python if gfnx_available(a.gfnx_python) else None
+    if gfnx_python is None:
+        print(f"# gfnx skipped (no interpreter importing jax and gfnx at --gfnx-python={a.gfnx_python!r}; "
+              "see peer_gfnx.py): the issue's gfnx numbers are shown instead", file=sys.stderr)
     rows = []
     for env_name, kw, b in cells:
-        row = compare_cell(env_name, kw, b, a, tg_path, use_gfnx)
+        row = compare_cell(env_name, kw, b, a, tg_path, gfnx_python)
         print(json.dumps(row), flush=True)
         rows.append(row)
     table = markdown_table(rows)
