@@ -12,8 +12,8 @@ torchgfn's package is also named ``gfn``: install it into its own folder (see
 ``peer_torchgfn.py``) and pass ``--torchgfn-path`` (default: ``$GFN_TORCHGFN_PATH`` or
 ``~/.cache/gfn-peers/torchgfn``).  gfnx (JAX) is timed by ``peer_gfnx.py``, which runs in an
 interpreter of its own (gfnx 0.0.1 pins ``numpy==1.26.4``; see that script to set it up) passed
-as ``--gfnx-python`` (default: ``$GFN_GFNX_PYTHON``); when that interpreter is missing or cannot
-import ``jax`` and ``gfnx``, gfnx is skipped cleanly and the issue's gfnx numbers are compared
+as ``--gfnx-python`` (default: ``$GFN_GFNX_PYTHON`` or ``~/.cache/gfn-peers/gfnxenv/bin/python``);
+when that interpreter is missing or cannot import ``jax`` and ``gfnx``, gfnx is skipped cleanly and the issue's gfnx numbers are compared
 through ``gfn_ms_at_issue_scale`` (our ratio to torchgfn times the issue's torchgfn time).  gfnx
 has no append-MDP bit sequence, so gfnx is not run on the ``bitseq ... append`` cells.
 """
@@ -72,6 +72,11 @@ def peer_cmd(script: str, env_name: str, kw: dict, b: int, a, python: str | None
 def torchgfn_available(path: str) -> bool:
     """Whether torchgfn is installed in ``path`` (its own folder; see peer_torchgfn.py)."""
     return os.path.isdir(os.path.join(path, "gfn", "gym"))
+
+
+def default_gfnx_python() -> str:
+    """``$GFN_GFNX_PYTHON``, else the interpreter of the virtualenv that peer_gfnx.py's docstring sets up."""
+    return os.environ.get("GFN_GFNX_PYTHON") or os.path.expanduser("~/.cache/gfn-peers/gfnxenv/bin/python")
 
 
 def gfnx_available(python: str | None, timeout: float = 30.0) -> bool:
@@ -177,8 +182,9 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per worker process")
     p.add_argument("--torchgfn-path", default=os.environ.get("GFN_TORCHGFN_PATH", os.path.expanduser("~/.cache/gfn-peers/torchgfn")))
     p.add_argument("--no-torchgfn", action="store_true")
-    p.add_argument("--gfnx-python", default=os.environ.get("GFN_GFNX_PYTHON") or None,
-                   help="interpreter of gfnx's own environment (default: $GFN_GFNX_PYTHON); gfnx is skipped without it")
+    p.add_argument("--gfnx-python", default=default_gfnx_python(),
+                   help="interpreter of gfnx's own environment (default: $GFN_GFNX_PYTHON or "
+                        "~/.cache/gfn-peers/gfnxenv/bin/python); gfnx is skipped without it")
     p.add_argument("--out", default=None, help="write the records (and the markdown table) here")
     a = p.parse_args(argv)
 

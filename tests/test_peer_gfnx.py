@@ -1,6 +1,6 @@
 """The gfnx peer runner (benchmarks/peer_gfnx.py) and compare_peers's gfnx detection.
 
-gfnx lives in an interpreter of its own (``$GFN_GFNX_PYTHON``, else ``/tmp/gfnxenv/bin/python``);
+gfnx lives in an interpreter of its own (``$GFN_GFNX_PYTHON``, else ``~/.cache/gfn-peers/gfnxenv/bin/python``);
 the runner test skips cleanly when none imports jax and gfnx (as on CI).
 """
 
@@ -24,8 +24,8 @@ _spec.loader.exec_module(compare_peers)
 
 @functools.lru_cache(maxsize=None)
 def _gfnx_python() -> str | None:
-    """The gfnx interpreter to test with ($GFN_GFNX_PYTHON when set, else /tmp/gfnxenv), or None."""
-    cand = os.environ.get("GFN_GFNX_PYTHON") or "/tmp/gfnxenv/bin/python"
+    """The gfnx interpreter to test with (compare_peers' default), or None."""
+    cand = compare_peers.default_gfnx_python()
     return cand if compare_peers.gfnx_available(cand) else None
 
 
