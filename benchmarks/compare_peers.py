@@ -13,9 +13,9 @@ torchgfn's package is also named ``gfn``: install it into its own folder (see
 ``~/.cache/gfn-peers/torchgfn``).  gfnx (JAX) is timed by ``peer_gfnx.py``, which runs in an
 interpreter of its own (gfnx 0.0.1 pins ``numpy==1.26.4``; see that script to set it up) passed
 as ``--gfnx-python`` (default: ``$GFN_GFNX_PYTHON`` or ``~/.cache/gfn-peers/gfnxenv/bin/python``);
-when that interpreter is missing or cannot import ``jax`` and ``gfnx``, gfnx is skipped cleanly and the issue's gfnx numbers are compared
-through ``gfn_ms_at_issue_scale`` (our ratio to torchgfn times the issue's torchgfn time).  gfnx
-has no append-MDP bit sequence, so gfnx is not run on the ``bitseq ... append`` cells.
+when that interpreter is missing or cannot import ``jax`` and ``gfnx``, gfnx is skipped cleanly
+and the issue's gfnx numbers are compared through ``gfn_ms_at_issue_scale`` (our ratio to
+torchgfn times the issue's torchgfn time).  gfnx has no append-MDP bit sequence, so gfnx is not run on the ``bitseq ... append`` cells.
 """
 
 from __future__ import annotations
