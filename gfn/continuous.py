@@ -134,6 +134,16 @@ class _Mixture:
             raise ValueError(f"{name}: logits [N,K], {names} [N,K,D] expected, got {tuple(logits.shape)}, "
                              f"{tuple(p1.shape)}, {tuple(p2.shape)}")
 
+    def _draw_components(self, p1: torch.Tensor, p2: torch.Tensor, temperature: float, epsilon: float,
+                         generator) -> tuple:
+        """One component per row (Gumbel-max on tempered logits; uniform on epsilon-exploration
+        rows): its two parameter vectors [N, D] and the exploration mask (None without epsilon)."""
+        n = self.logits.shape[0]
+        explore = _explore_rows(n, epsilon, self.logits.device, generator)
+        k = _choose_component(self.logits, temperature, explore, generator)
+        rows = torch.arange(n, device=k.device)
+        return p1[rows, k], p2[rows, k], explore
+
 
 class BetaMixture(_Mixture):
     """Mixture of K products of D independent Betas on (0, 1)^D.
@@ -180,11 +190,7 @@ class BetaMixture(_Mixture):
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Variates [N, D]."""
         with torch.no_grad():
-            n = self.logits.shape[0]
-            explore = _explore_rows(n, epsilon, self.logits.device, generator)
-            k = _choose_component(self.logits, temperature, explore, generator)
-            rows = torch.arange(n, device=k.device)
-            a, b = self.alpha[rows, k], self.beta[rows, k]
+            a, b, explore = self._draw_components(self.alpha, self.beta, temperature, epsilon, generator)
             if temperature != 1.0:
                 a, b = a ** (1.0 / temperature), b ** (1.0 / temperature)
             if explore is not None:
@@ -232,11 +238,7 @@ class GaussianMixture(_Mixture):
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Variates [N, D]."""
         with torch.no_grad():
-            n = self.logits.shape[0]
-            explore = _explore_rows(n, epsilon, self.logits.device, generator)
-            k = _choose_component(self.logits, temperature, explore, generator)
-            rows = torch.arange(n, device=k.device)
-            mean, std = self.mean[rows, k], self.std[rows, k]
+            mean, std, explore = self._draw_components(self.mean, self.std, temperature, epsilon, generator)
             if temperature != 1.0:
                 std = std * math.sqrt(temperature)
             if explore is not None:
