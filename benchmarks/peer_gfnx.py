@@ -43,11 +43,12 @@ if hasattr(os, "sched_setaffinity") and os.environ.get("GFN_GFNX_NO_PIN", "") in
     CPU_AFFINITY = [min(os.sched_getaffinity(0))]
     os.sched_setaffinity(0, CPU_AFFINITY)
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+
+from peer_cli import cell_parser  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -174,12 +175,7 @@ def setup(env_name: str, kw: dict, seed: int, batch_size: int):
 
 def main(argv=None) -> dict:
     """Command-line entry point: time one cell, print its JSON record."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cell", required=True, help='JSON: {"env": ..., "env_kwargs": {...}}')
-    p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p = cell_parser(__doc__)
     p.add_argument("--log-every", type=int, default=0, help="print loss / log Z every N timed iterations (stderr)")
     a = p.parse_args(argv)
     if "torch" in sys.modules:

@@ -22,11 +22,12 @@ like ``speed.py``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import time
+
+from peer_cli import cell_parser
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -95,12 +96,7 @@ def setup(env_name: str, kw: dict, seed: int):
 
 def main(argv=None) -> dict:
     """Command-line entry point: time one cell, print its JSON record."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cell", required=True, help='JSON: {"env": ..., "env_kwargs": {...}}')
-    p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p = cell_parser(__doc__)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     cell = json.loads(a.cell)
