@@ -40,9 +40,11 @@ DEFAULT_K = {"tfbind8": 6, "qm9str": 2}
 METHODS = ("tb", "tb-rounds", "tb+ls")
 
 
-def make_env(task: str, data_dir: str | None):
-    """The task environment (published MDP: append for TFBind8, prepend/append for QM9str)."""
-    return TFBind8(data_dir) if task == "tfbind8" else QM9Str(data_dir)
+def make_env(task: str, data_dir: str | None, mdp: str | None = None):
+    """The task environment; ``mdp`` None: the environment's default MDP (append for TFBind8,
+    prepend/append for QM9str)."""
+    kw = {} if mdp is None else {"mdp": mdp}
+    return TFBind8(data_dir, **kw) if task == "tfbind8" else QM9Str(data_dir, **kw)
 
 
 class ModeCounter:
@@ -68,7 +70,7 @@ class ModeCounter:
 def run_one(task: str, method: str, seed: int, args) -> dict:
     """Train one method on one task until the reward-call budget is spent; returns curves."""
     torch.set_num_threads(1)
-    env = make_env(task, args.data_dir)
+    env = make_env(task, args.data_dir, args.mdp)
     seed_everything(seed)
     objective = get_objective("tb")
     model = objective.build_model(env, hidden=args.hidden, n_layers=args.n_layers)
@@ -192,6 +194,8 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=16, help="M: trajectories sampled per iteration/round")
     p.add_argument("--k", type=int, default=0, help="backtrack steps (0: 6 for TFBind8, 2 for QM9str)")
     p.add_argument("--ls-iterations", type=int, default=7, help="I: local-search moves per round")
+    p.add_argument("--mdp", default=None, choices=["append", "prepend_append"],
+                   help="sequence MDP for every task (default: each task's default)")
     p.add_argument("--accept", default="deterministic", choices=["deterministic", "mh"])
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-log-z", type=float, default=0.1)

@@ -211,3 +211,27 @@ def test_parse_and_errors():
             parse_local_search(bad)
     with pytest.raises(ValueError, match="acceptance"):
         LocalSearch(2, 1, accept="metropolis")
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "README.md").is_file(), reason="../shared/data not present")
+def test_modes_benchmark_runs_on_the_chosen_mdp_and_spends_the_budget(tmp_path):
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import local_search_modes as bench
+
+    env = bench.make_env("tfbind8", str(DATA), "prepend_append")
+    assert env.mdp.name == "prepend_append" and bench.make_env("tfbind8", str(DATA)).mdp.name == "append"
+    report = bench.main(["--tasks", "tfbind8", "--mdp", "prepend_append", "--seeds", "0", "--budget", "256",
+                         "--batch-size", "8", "--ls-iterations", "1", "--k", "3", "--hidden", "16",
+                         "--record-every", "64", "--data-dir", str(DATA), "--out", str(tmp_path / "ls")])
+    assert report["setting"]["mdp"] == "prepend_append"
+    by_method = {r["method"]: r for r in report["runs"]}
+    assert set(by_method) == {"tb", "tb-rounds", "tb+ls"}
+    for r in by_method.values():  # every method stops at the first batch that reaches the budget
+        assert 256 <= r["reward_calls"] < 256 + r["batch_size"] * 2
+        assert 0 <= r["modes_trained"] <= r["modes_evaluated"] <= r["n_modes"] == 328
+    assert (tmp_path / "ls.json").is_file() and (tmp_path / "ls.png").is_file()
