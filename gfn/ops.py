@@ -14,6 +14,8 @@ cumulative sum in fp32, which loses precision on long packed batches.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -125,6 +127,9 @@ def subtb_pair_sum(a: torch.Tensor, ptr: torch.Tensor, lamda: float) -> torch.Te
     width = int(lengths.max()) if n_seg > 0 else 0
     if width == 0:
         return torch.zeros(n_seg, dtype=a.dtype, device=a.device)
+    if lamda > 1 and a.is_floating_point() and (width - 1) * math.log(lamda) > math.log(torch.finfo(a.dtype).max):
+        raise ValueError(f"subtb_pair_sum: lamda^(width - 1) = {lamda}^{width - 1} overflows {a.dtype}; "
+                         f"pass float64 values or use a smaller lamda")
     pos = torch.arange(a.shape[0], device=a.device) - torch.repeat_interleave(ptr[:-1], lengths, output_size=a.shape[0])
     flat = segment_ids(ptr, a.shape[0]) * width + pos
     padded = torch.zeros(n_seg * width, dtype=a.dtype, device=a.device).index_copy(0, flat, a).view(n_seg, width)
@@ -134,4 +139,5 @@ def subtb_pair_sum(a: torch.Tensor, ptr: torch.Tensor, lamda: float) -> torch.Te
     w = torch.where(gap > 0, torch.tensor(float(lamda), dtype=torch.float64, device=a.device) ** gap.clamp(min=0), 0.0).to(a.dtype)
     diff = padded.unsqueeze(2) - padded.unsqueeze(1)  # [s, i, j] -> a_i - a_j
     pair_ok = valid.unsqueeze(2) & valid.unsqueeze(1)
-    return (torch.where(pair_ok, diff.pow(2), torch.zeros((), dtype=a.dtype, device=a.device)) * w).sum((1, 2))
+    # weights of padded pairs never enter the product (a large lamda^gap must not turn 0 into nan)
+    return torch.where(pair_ok, diff.pow(2) * w, torch.zeros((), dtype=a.dtype, device=a.device)).sum((1, 2))

@@ -134,18 +134,27 @@ class TrajectoryBatch:
             total += b.n_rows
         ptr = torch.cat([batches[0].ptr[:1]] + ptrs)
 
-        def opt(name):
+        def opt(name):  # kept log-probs are a cache: dropped unless every part has them
             vals = [getattr(b, name) for b in batches]
             if any(v is None for v in vals):
                 return None
             return torch.cat(vals)
+
+        conds = [b.cond for b in batches]
+        if any(c is None for c in conds) and not all(c is None for c in conds):
+            raise ValueError("TrajectoryBatch.cat: some batches have a conditioning tensor and some do not")
+        # is_complete None means "all complete": fill such parts instead of dropping the others' flags
+        flags = [b.is_complete for b in batches]
+        is_complete = None if all(f is None for f in flags) else torch.cat(
+            [torch.ones(b.batch_size, dtype=torch.bool, device=b.ptr.device) if f is None else f
+             for b, f in zip(batches, flags)])
 
         return TrajectoryBatch(
             states=batch_cat([b.states for b in batches]), ptr=ptr,
             actions=torch.cat([b.actions for b in batches]),
             bwd_actions=torch.cat([b.bwd_actions for b in batches]),
             log_rewards=torch.cat([b.log_rewards for b in batches]),
-            cond=opt("cond"), log_pf=opt("log_pf"), is_complete=opt("is_complete"),
+            cond=None if conds[0] is None else torch.cat(conds), log_pf=opt("log_pf"), is_complete=is_complete,
             info={k: v for b in batches for k, v in b.info.items()},
         )
 

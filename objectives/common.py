@@ -59,3 +59,9 @@ def state_log_rewards(env: Env, states: States, floor: float, who: str) -> torch
             f"meaningful for every state)")
     with torch.no_grad():
         return floor_log_reward(env.checked_log_reward(states), floor)
+
+
+def mean_or_zero(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean()``, or a zero still attached to ``x``'s graph when ``x`` is empty (a batch with no
+    equations, e.g. single-state pieces of sliced trajectories): never the nan of an empty mean."""
+    return x.mean() if x.numel() > 0 else x.sum() * 0.0

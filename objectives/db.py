@@ -19,6 +19,7 @@ import torch
 from gfn.estimators import GFlowNet
 from gfn.trajectories import TrajectoryBatch
 from gfn.objectives.base import Objective, register_objective
+from gfn.objectives.common import mean_or_zero
 
 
 def db_residuals(log_pf: torch.Tensor, log_pb: torch.Tensor, log_flow: torch.Tensor,
@@ -49,4 +50,4 @@ class DetailedBalance(Objective):
     def loss(self, model: GFlowNet, batch: TrajectoryBatch) -> torch.Tensor:
         """Mean squared DB residual over all transitions of the batch."""
         s = model.evaluate(batch, pf=True, pb=True, flow=True)
-        return db_residuals(s.log_pf, s.log_pb, s.log_flow, self.log_rewards(batch), batch).pow(2).mean()
+        return mean_or_zero(db_residuals(s.log_pf, s.log_pb, s.log_flow, self.log_rewards(batch), batch).pow(2))

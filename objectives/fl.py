@@ -26,7 +26,7 @@ from gfn.ops import lengths_to_ptr
 from gfn.states import batch_index
 from gfn.trajectories import TrajectoryBatch
 from gfn.objectives.base import Objective, register_objective
-from gfn.objectives.common import as_bool, state_log_rewards
+from gfn.objectives.common import as_bool, mean_or_zero, state_log_rewards
 from gfn.objectives.db import db_residuals
 from gfn.objectives.subtb import SubTrajectoryBalance
 
@@ -78,7 +78,7 @@ class ForwardLookingDB(Objective):
         s = model.evaluate(batch, pf=True, pb=True, flow=True)
         log_r = log_r.to(s.log_flow.dtype)
         delta = db_residuals(s.log_pf, s.log_pb, s.log_flow + log_r, log_r[batch.last_rows], batch)
-        return delta.pow(2).mean()
+        return mean_or_zero(delta.pow(2))
 
 
 @register_objective("flsubtb")

@@ -34,7 +34,7 @@ from gfn.parents import ParentEdges, enumerate_parents
 from gfn.states import batch_cat, batch_index
 from gfn.trajectories import TrajectoryBatch
 from gfn.objectives.base import Objective, floor_log_reward, register_objective
-from gfn.objectives.common import as_float
+from gfn.objectives.common import as_float, mean_or_zero
 
 REWARD_MATCHING = ("terminal", "all")
 
@@ -118,4 +118,4 @@ class FlowMatching(Objective):
     def loss(self, model: GFlowNet, batch: TrajectoryBatch) -> torch.Tensor:
         """Mean squared difference of smoothed log in-flow and log out-flow."""
         lhs, rhs = self.equations(model, batch)
-        return (smooth(lhs, self.epsilon) - smooth(rhs, self.epsilon)).pow(2).mean()
+        return mean_or_zero((smooth(lhs, self.epsilon) - smooth(rhs, self.epsilon)).pow(2))

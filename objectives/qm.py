@@ -100,6 +100,8 @@ class QuantileMatching(Objective):
         if in_levels.shape[0] != n_nodes or out_levels.shape[0] != n_nodes or exit_levels.shape[0] != n_term:
             raise ValueError(f"levels for {n_nodes} state nodes and {n_term} exit nodes expected, got "
                              f"{tuple(in_levels.shape)}, {tuple(out_levels.shape)}, {tuple(exit_levels.shape)}")
+        if n_nodes + n_term == 0:  # no equations (e.g. single-state pieces): zero, attached to the model
+            return next(model.parameters()).sum() * 0.0
         n_in, n_out = in_levels.shape[1], out_levels.shape[1]
         node_states = batch_index(batch.states, node_rows)
         term_states = batch_index(batch.states, term_rows)

@@ -121,15 +121,17 @@ def _toeplitz64(lam: float, m: int, scale: float = 1.0) -> torch.Tensor:
 
 
 def _weight_tables(lam: float, m: int, dtype: torch.dtype, device: torch.device):
-    """``G(n) = sum_{d=1..n} lam^d`` as a row, the reversed zero-padded ``G`` whose length-``m``
-    windows give ``G(n_b - 1 - i)``, and ``H(n) = sum_{k<=n} G(k)`` (total weight of n + 1 nodes)."""
+    """``G(n) = sum_{d=1..n} lam^d`` as a row, the length-``m`` windows of the reversed, zero-padded
+    ``G`` (window ``m - n_b`` holds ``G(n_b - 1 - i)`` at ``i``) and ``H(n) = sum_{k<=n} G(k)`` (total
+    weight of n + 1 nodes).  The windows are an ``[m + 1, m]`` *view* of 2m numbers (float64, or
+    ``dtype`` when it is float64): no table here grows with m^2."""
     def make():
         powers = torch.tensor(lam, dtype=torch.float64) ** torch.arange(m, dtype=torch.float64)
         g = torch.cumsum(powers, 0) - 1.0
-        h = torch.cumsum(g, 0)
-        g_rev = torch.cat([g.flip(0), torch.zeros(m, dtype=torch.float64)])
-        return tuple(x.to(dtype=dtype, device=device) for x in (g.unsqueeze(0), g_rev.unfold(0, m, 1), h))
-    return _cached(("weights", lam, m, dtype, str(device)), make)
+        g_rev = torch.cat([g.flip(0), torch.zeros(m, dtype=torch.float64)]).to(device)
+        return g.to(dtype=dtype, device=device).unsqueeze(0), g_rev, torch.cumsum(g, 0).to(dtype=dtype, device=device)
+    g_row, g_rev, h = _cached(("weights", lam, m, dtype, str(device)), make)
+    return g_row, g_rev.unfold(0, m, 1), h
 
 
 def neg2_toeplitz_product(a: torch.Tensor, lam: float, block: Optional[int] = BLOCK) -> torch.Tensor:
@@ -208,7 +210,7 @@ def subtb_from_potentials(a: torch.Tensor, n_nodes: torch.Tensor, lamda: float,
         per_traj = packed_pair_sums(a, valid, n_nodes, lam)  # Triton on CUDA: pairs streamed, O(1) memory
     else:
         # coefficient of a_i^2: sum_{j<i} w_{i-j} + sum_{i<j<n} w_{j-i} = G(i) + G(n - 1 - i)
-        coef = g_windows.index_select(0, (M - n_nodes).clamp(min=0)) + g_row
+        coef = g_windows.index_select(0, (M - n_nodes).clamp(min=0)).to(dtype) + g_row
         if lam == 1.0:
             # exclusive suffix sums replace the all-ones Toeplitz product
             cross = -2.0 * (torch.flip(torch.cumsum(torch.flip(a, [1]), 1), [1]) - a)

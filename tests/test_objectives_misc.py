@@ -9,6 +9,7 @@ from gfn.estimators import UniformPolicy
 from gfn.objectives import get_objective, list_objectives
 from gfn.objectives.fl import slice_trajectories
 from gfn.sampler import Sampler
+from gfn.trajectories import TrajectoryBatch
 from objective_helpers import HyperGrid64, with_length_one
 
 NEW_OBJECTIVES = ["subtb", "fm", "fldb", "flsubtb", "qm", "modified_db", "vargrad", "maxent"]
@@ -257,3 +258,41 @@ def test_fldb_learns_from_incomplete_trajectories():
     assert sum(fractions) / len(fractions) < 0.6
     # measured 0.019 at seed 0; scoring the cut pieces as if complete gives 0.32
     assert exact_metrics(env, model)["tv_exact"] < 0.05
+
+
+@pytest.mark.parametrize("name", ["db", "fldb", "subtb", "flsubtb", "fm", "qm", "modified_db"])
+def test_batch_without_equations_gives_a_zero_loss_not_nan(name):
+    """Single-state pieces that are not the trajectory's end hold no transition and no exit."""
+    env = HyperGrid(ndim=2, height=4)
+    obj = get_objective(name)
+    torch.manual_seed(0)
+    model = obj.build_model(env, hidden=8)
+    batch = Sampler(env, model).sample(6, generator=torch.Generator().manual_seed(0))
+    keep = batch.lengths > 1
+    starts = torch.zeros(int(keep.sum()), dtype=torch.long)
+    pieces = slice_trajectories(batch.select(keep.nonzero().squeeze(1)), starts, torch.ones_like(starts))
+    assert not bool(pieces.is_complete.any())
+    loss = obj.loss(model, pieces)
+    loss.backward()
+    assert float(loss.detach()) == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_cat_keeps_incomplete_flags_of_parts_that_have_them():
+    env, obj, model, batch = setup("db", n=4)
+    pieces = incomplete_pieces(batch)
+    whole = batch.with_(is_complete=None)  # None means "all complete"
+    both = TrajectoryBatch.cat([pieces, whole])
+    assert torch.equal(both.is_complete, torch.cat([pieces.is_complete, torch.ones(whole.batch_size, dtype=torch.bool)]))
+    with torch.no_grad():  # DB is a mean over equations: the concatenation weighs each part by its count
+        expected = (obj.loss(model, pieces) * n_equations(pieces) + obj.loss(model, whole) * n_equations(whole)) \
+            / (n_equations(pieces) + n_equations(whole))
+        assert float(obj.loss(model, both)) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="conditioning"):
+        TrajectoryBatch.cat([batch.with_(cond=torch.zeros(batch.batch_size, 1)), batch])
+
+
+def n_equations(batch):
+    """DB equations of a batch: its transitions plus one exit equation per complete trajectory."""
+    complete = batch.batch_size if batch.is_complete is None else int(batch.is_complete.sum())
+    return int((batch.lengths - 1).sum()) + complete

@@ -233,3 +233,28 @@ def test_pair_kernel_is_used_only_for_cuda_float_tensors():
     assert not use_pair_kernel(torch.zeros(3), torch.float32)  # CPU: closed form
     if torch.cuda.is_available():
         assert not use_pair_kernel(torch.zeros(3, device="cuda"), torch.float64)
+
+
+def test_weight_tables_stay_linear_in_the_trajectory_length():
+    """float32 potentials of width M must not build (or cache) an [M, M] table."""
+    from gfn.objectives import subtb as S
+    S._TABLE_CACHE.clear()
+    M = 3000
+    a = torch.randn(2, M)
+    loss = S.subtb_from_potentials(a, torch.tensor([M, 5]), 0.9)
+    ref = S.subtb_from_potentials(a.double(), torch.tensor([M, 5]), 0.9)
+    assert torch.isfinite(loss) and float(loss) == pytest.approx(float(ref), rel=1e-4)
+    cached = sum(t.numel() for v in S._TABLE_CACHE.values() for t in (v if isinstance(v, tuple) else (v,)))
+    assert cached < 20 * M, cached
+
+
+def test_pair_sum_reference_padding_does_not_poison_short_segments():
+    from gfn import ops
+    a = torch.randn(23, dtype=torch.float64)
+    ptr = torch.tensor([0, 20, 23])
+    ref = ops.subtb_pair_sum(a, ptr, 2.0)
+    # float32 holds 2^19: the short segment must come out finite and equal to the float64 value
+    out = ops.subtb_pair_sum(a.float(), ptr, 2.0)
+    assert torch.allclose(out.double(), ref, rtol=1e-5)
+    with pytest.raises(ValueError, match="overflows"):
+        ops.subtb_pair_sum(a.half(), ptr, 2.0)  # 2^19 > float16's max
