@@ -154,18 +154,22 @@ def parse_beta_dist(spec: str) -> BetaDistribution:
     name = name.strip().lower()
     if name not in _DISTS:
         raise ValueError(f"unknown beta distribution {name!r} in {spec!r}; known: {', '.join(_DISTS)}")
+    parts = [p.strip() for p in params.split(",")] if params.strip() else []
+    if any(p == "" for p in parts):  # an empty slot would shift every later parameter left
+        raise ValueError(f"bad parameters for beta distribution {spec!r}: empty parameter")
     args: list = []
-    for p in [p.strip() for p in params.split(",") if p.strip()]:
+    for p in parts:
         try:
             args.append(float(p))
         except ValueError:
             args.append(p)
-    if name == "anneal":
-        if len(args) >= 3:
-            args[2] = int(args[2])
+    if name == "anneal" and len(args) >= 3:
+        if not (isinstance(args[2], float) and args[2].is_integer()):
+            raise ValueError(f"bad parameters for beta distribution {spec!r}: steps must be an integer, got {parts[2]!r}")
+        args[2] = int(args[2])
     try:
         return _DISTS[name](*args)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"bad parameters for beta distribution {spec!r}: {e}") from None
 
 

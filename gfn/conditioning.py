@@ -76,6 +76,8 @@ class RewardTempering:
     KEY = "log_rewards_untempered"
 
     def __call__(self, trainer, batch: TrajectoryBatch) -> TrajectoryBatch:
+        if self.KEY in batch.info:
+            raise RuntimeError("RewardTempering: this batch's rewards are already tempered (two tempering hooks?)")
         info = dict(batch.info)
         info[self.KEY] = batch.log_rewards
         return batch.with_(log_rewards=temper(batch.log_rewards, batch.cond), info=info)
@@ -248,6 +250,8 @@ def make_logit_gflownet(base: GFlowNet, scale_hidden: int = 32, clip: float = 50
     if base.flow is not None:
         with torch.no_grad():
             h_dim = base.encode(base.env.initial_states(1)).shape[-1]
+        if layer_embed_dim > 0 and base.trunk is None:  # no trunk: the heads see [features, embed(beta)]
+            h_dim += layer_embed_dim
         flow = ScalarHead(mlp(h_dim + 1, 1, hidden=flow_hidden, n_layers=1))
     embed = None
     if layer_embed_dim > 0:
@@ -458,9 +462,12 @@ def apply_run_flags(cfg, trainer) -> RunExtensions:
         if trainer.cond_fn is None:
             sampler = BetaSampler(dist, device=getattr(cfg, "device", "cpu")).bind(trainer)
             trainer.cond_fn = sampler
-        tempering = RewardTempering()
-        trainer.batch_hooks.append(tempering)
-        trainer.hooks.insert(0, tempering.restore)
+        elif isinstance(trainer.cond_fn, BetaSampler):  # the caller's sampler: schedules follow the trainer
+            sampler = trainer.cond_fn if trainer.cond_fn._trainer is not None else trainer.cond_fn.bind(trainer)
+        if not any(isinstance(h, RewardTempering) for h in trainer.batch_hooks):  # temper exactly once
+            tempering = RewardTempering()
+            trainer.batch_hooks.append(tempering)
+            trainer.hooks.insert(0, tempering.restore)
     ls = local_search_from_config(cfg, tempered=mode != "none")
     if ls is not None:
         trainer.batch_hooks.insert(0, ls)

@@ -130,6 +130,15 @@ class LocalSearch:
         self.n_accepted = 0
         self.n_reward_calls = 0  # candidate objects whose reward local search evaluated
 
+    def state_dict(self) -> dict:
+        """The run's counters (saved with checkpoints, so a resumed run reports the whole run)."""
+        return {"n_proposals": self.n_proposals, "n_accepted": self.n_accepted, "n_reward_calls": self.n_reward_calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the counters of :meth:`state_dict`."""
+        self.n_proposals, self.n_accepted = int(state["n_proposals"]), int(state["n_accepted"])
+        self.n_reward_calls = int(state["n_reward_calls"])
+
     @property
     def acceptance_rate(self) -> float:
         """Fraction of all proposals so far that were accepted."""
@@ -149,7 +158,7 @@ class LocalSearch:
         Returns (the full trajectories of the chain after the move, accepted mask [M]).
         """
         env, model = sampler.env, sampler.model
-        old = sampler.sample_backward(x, cond=cond)
+        old = sampler.sample_backward(x, cond=cond, generator=self.generator, log_rewards=log_r)
         n_trans = old.lengths - 1  # non-exit transitions s_0 -> x
         k_eff = n_trans.clamp(max=self.k)
         keep = n_trans - k_eff  # rows before s; s is row `keep` of the trajectory
@@ -208,8 +217,15 @@ def parse_local_search(spec) -> Optional[tuple[int, int]]:
         parts = [p for p in spec.replace(" ", "").split(",") if p]
     else:
         parts = list(spec)
+    def integer(p):  # "3", 3 or 3.0; not 2.5, True or "x"
+        if isinstance(p, bool):
+            raise ValueError
+        v = float(p)
+        if not v.is_integer():
+            raise ValueError
+        return int(v)
     try:
-        k, i = (int(p) for p in parts)
+        k, i = (integer(p) for p in parts)
     except (TypeError, ValueError):
         raise ValueError(f"--local-search expects K,I (two positive integers), got {spec!r}") from None
     if k < 1 or i < 1:

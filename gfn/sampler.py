@@ -119,11 +119,13 @@ class Sampler:
     # ------------------------------------------------------------------ backward
     def sample_backward(self, terminal_states: States, cond: Optional[torch.Tensor] = None,
                         exploration: Optional[Exploration] = None,
-                        generator: Optional[torch.Generator] = None) -> TrajectoryBatch:
+                        generator: Optional[torch.Generator] = None,
+                        log_rewards: Optional[torch.Tensor] = None) -> TrajectoryBatch:
         """Sample trajectories ending at the given terminal states by walking back with P_B.
 
         The result is laid out forward (s_0 first, x last, exit at x) exactly like
-        :meth:`sample`, so every objective can score it.
+        :meth:`sample`, so every objective can score it.  ``log_rewards``: the states' log R when
+        already known (the reward is then not evaluated again).
         """
         exp = exploration or Exploration()
         env, model = self.env, self.model
@@ -174,7 +176,10 @@ class Sampler:
             # record made k steps back from x goes to row ptr[b+1] - 1 - k
             positions = [ptr[i + 1] - 1 - kk for i, kk in zip(rec_idx, rec_k)]
             packed_states, actions, bwd_actions, _ = pack_steps(positions, rec_states, rec_fwd, rec_bwd)
-            log_rewards = env.checked_log_reward(terminal_states)
+            if log_rewards is None:
+                log_rewards = env.checked_log_reward(terminal_states)
+            elif log_rewards.shape != (n,):
+                raise ValueError(f"sample_backward: log_rewards must have shape ({n},), got {tuple(log_rewards.shape)}")
             batch = TrajectoryBatch(states=packed_states, ptr=ptr, actions=actions, bwd_actions=bwd_actions,
                                     log_rewards=log_rewards, cond=cond,
                                     is_complete=torch.ones(n, dtype=torch.bool, device=device))

@@ -327,3 +327,43 @@ def test_apply_run_flags_converts_a_given_trainer_and_is_deterministic():
     assert a == b and "tv_exact_beta2" in a and "log_z_error_beta2" not in a
     with pytest.raises(ValueError, match="--condition"):
         apply_run_flags(RunConfig(condition="film"), Trainer(env, build_gflownet(env, hidden=8), get_objective("tb")))
+
+
+def test_beta_dist_keeps_parameter_positions_and_integer_steps():
+    for bad, msg in [("normal:2,0.5,,3", "empty parameter"), ("anneal:1,3,,cosine", "empty parameter"),
+                     ("anneal:1,3,10.9", "steps must be an integer"), ("uniform:a,3", "bad parameters")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_beta_dist(bad)
+    n = parse_beta_dist("normal:2,0.5,1,3")
+    assert isinstance(n, NormalClipped) and "1,3" in repr(n)
+
+
+def test_run_flags_temper_once_and_bind_the_callers_beta_sampler():
+    from gfn.config import RunConfig
+    env = HyperGrid(2, 4)
+    obj = get_objective("tb")
+    sampler = BetaSampler("anneal:1,3,10")
+    tr = Trainer(env, obj.build_model(env, hidden=16, n_layers=1), obj, TrainerConfig(batch_size=4),
+                 cond_fn=sampler, batch_hooks=[RewardTempering()])
+    ext = apply_run_flags(RunConfig(condition="logit"), tr)
+    assert sum(isinstance(h, RewardTempering) for h in tr.batch_hooks) == 1
+    assert ext.sampler is sampler and sampler._trainer is tr  # the schedule follows the trainer (resume)
+    tr.iteration = 5
+    assert float(sampler(1)) == pytest.approx(2.0)
+    batch = Sampler(env, build_gflownet(env, hidden=8)).sample(2, cond=torch.full((2, 1), 2.0))
+    hook = RewardTempering()
+    with pytest.raises(RuntimeError, match="already tempered"):
+        hook(None, hook(None, batch))
+
+
+@pytest.mark.parametrize("objective", ["db", "subtb"])
+def test_logit_plus_layer_with_a_state_flow_and_no_shared_trunk_trains(objective):
+    obj = get_objective(objective)
+    env = HyperGrid(2, 4)
+    base = obj.build_model(env, hidden=16, n_layers=1, shared_trunk=False)
+    assert base.trunk is None
+    model = make_conditional(base, "logit+layer")
+    tr = Trainer(env, model, obj, TrainerConfig(batch_size=4), cond_fn=BetaSampler("uniform:1,3"),
+                 batch_hooks=[RewardTempering()])
+    losses = tr.train(2)
+    assert all(math.isfinite(v) for v in losses)

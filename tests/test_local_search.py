@@ -235,3 +235,54 @@ def test_modes_benchmark_runs_on_the_chosen_mdp_and_spends_the_budget(tmp_path):
         assert 256 <= r["reward_calls"] < 256 + r["batch_size"] * 2
         assert 0 <= r["modes_trained"] <= r["modes_evaluated"] <= r["n_modes"] == 328
     assert (tmp_path / "ls.json").is_file() and (tmp_path / "ls.png").is_file()
+
+
+def test_local_search_counters_resume_and_its_generator_makes_it_reproducible():
+    from gfn.checkpoint import stateful_hooks
+    env = HyperGrid(2, 4)
+    obj = get_objective("tb")
+    torch.manual_seed(0)
+    model = obj.build_model(env, hidden=16, n_layers=1)
+    sampler = Sampler(env, model)
+    batch = sampler.sample(8, generator=torch.Generator().manual_seed(1))
+
+    def refine(global_seed):
+        torch.manual_seed(global_seed)
+        ls = LocalSearch(2, 2, accept="mh", generator=torch.Generator().manual_seed(7))
+        return ls, ls.search(sampler, batch)[0]
+
+    (ls, a), (_, b) = refine(0), refine(123)
+    assert torch.equal(a.states, b.states) and torch.equal(a.ptr, b.ptr)  # no draw from the global RNG
+    fresh = LocalSearch(2, 2)
+    fresh.load_state_dict(ls.state_dict())
+    assert (fresh.n_proposals, fresh.n_accepted, fresh.n_reward_calls) == (16, ls.n_accepted, 16)
+
+    class T:
+        hooks, batch_hooks = [], [ls]
+    assert list(stateful_hooks(T)) == ["batch_hooks/0/LocalSearch"]
+
+
+def test_each_move_evaluates_only_the_candidates_reward():
+    env = HyperGrid(2, 4)
+    calls = []
+    orig = env.log_reward
+
+    def counted(states):
+        calls.append(states.shape[0])
+        return orig(states)
+    env.log_reward = counted
+    torch.manual_seed(0)
+    model = get_objective("tb").build_model(env, hidden=8, n_layers=1)
+    sampler = Sampler(env, model)
+    batch = sampler.sample(6)
+    calls.clear()
+    ls = LocalSearch(1, 3)
+    ls.search(sampler, batch)
+    assert sum(calls) == ls.n_reward_calls == 18
+
+
+@pytest.mark.parametrize("spec", ["2.5,1", [2.5, 1], [True, 1], "1,x"])
+def test_local_search_spec_must_be_integers(spec):
+    with pytest.raises(ValueError, match="two positive integers"):
+        parse_local_search(spec)
+    assert parse_local_search([3.0, 2]) == (3, 2)
