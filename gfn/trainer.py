@@ -117,8 +117,9 @@ class Trainer:
         if self.replay is not None:
             fresh_terminal = batch.terminal_states
             if n_replay > 0:
-                states, _ = self.replay.sample(n_replay)
-                replayed = self.sampler.sample_backward(states, cond=None if cond is None else cond[n_fresh:])
+                states, log_r = self.replay.sample(n_replay)  # stored rewards: not evaluated again
+                replayed = self.sampler.sample_backward(states, cond=None if cond is None else cond[n_fresh:],
+                                                        log_rewards=log_r)
                 if batch.log_pf is not None:
                     batch = batch.with_(log_pf=None)
                 batch = TrajectoryBatch.cat([batch, replayed])

@@ -132,8 +132,17 @@ def test_replay_trainer_runs_and_buffer_evicts():
     obj = get_objective("tb")
     model = gfn.build_gflownet(env, hidden=16)
     tr = gfn.Trainer(env, model, obj, gfn.TrainerConfig(batch_size=8, replay_capacity=20))
+    calls = []
+    orig = env.log_reward
+
+    def counted(states):
+        calls.append(states.shape[0])
+        return orig(states)
+    env.log_reward = counted
     tr.train(10)
     assert len(tr.replay) == 20
+    # replayed objects reuse their stored rewards: only the 4 fresh samples of each full step are scored
+    assert sum(calls) == 8 + 9 * 4
     buf = gfn.ReplayBuffer(3, prioritized=True)
     buf.add(torch.arange(5).reshape(5, 1), torch.tensor([0.0, 5.0, 1.0, 4.0, 3.0]))
     assert sorted(buf.log_rewards.tolist()) == [3.0, 4.0, 5.0]
