@@ -97,9 +97,13 @@ def setup(device: str = "cpu", backend: str = "auto", timeout_s: float = 600.0) 
                        device=device, initialized_here=here)
 
 
-def cleanup(ctx: DistContext) -> None:
-    """Leave the process group if :func:`setup` created it."""
+def cleanup(ctx: DistContext, barrier: bool = False) -> None:
+    """Leave the process group if :func:`setup` created it.  ``barrier`` (normal completion only:
+    after an error the other ranks may never arrive): wait for every rank first, so no rank tears
+    its connections down while another still uses them (seen as an abort at exit with gloo)."""
     if ctx.initialized_here and dist.is_initialized():
+        if barrier and ctx.world_size > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -198,7 +198,7 @@ def run(cfg: RunConfig, env, metrics_fn: Optional[MetricsFn] = None, *, model=No
     if session.is_main:
         with open(os.path.join(out, "metrics.json"), "w") as f:
             json.dump(_jsonable(final), f, indent=2)
-    session.close()
+    session.close(barrier=True)
     if stopped:
         raise SystemExit(exit_code(signum))
     return final

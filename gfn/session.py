@@ -104,10 +104,11 @@ class RunSession:
         finally:
             restore_rng_state(state)
 
-    def close(self) -> None:
-        """Restore signal handlers and leave the process group."""
+    def close(self, barrier: bool = False) -> None:
+        """Restore signal handlers and leave the process group (``barrier``: after a normal
+        finish, wait for every rank first)."""
         self.stop.restore()
-        distributed.cleanup(self.dist)
+        distributed.cleanup(self.dist, barrier=barrier)
 
 
 def exit_code(signum: int) -> int:
