@@ -26,3 +26,17 @@ def data_dir():
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def count_reward_calls():
+    """``watch(env) -> calls``: from then on ``calls`` gets the batch size of every ``env.log_reward`` call."""
+    def watch(env):
+        calls, orig = [], env.log_reward
+
+        def counted(states):
+            calls.append(states.shape[0])
+            return orig(states)
+        env.log_reward = counted
+        return calls
+    return watch

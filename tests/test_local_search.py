@@ -213,21 +213,17 @@ def test_parse_and_errors():
         LocalSearch(2, 1, accept="metropolis")
 
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-@pytest.mark.skipif(not (DATA / "README.md").is_file(), reason="../shared/data not present")
-def test_modes_benchmark_runs_on_the_chosen_mdp_and_spends_the_budget(tmp_path):
+def test_modes_benchmark_runs_on_the_chosen_mdp_and_spends_the_budget(tmp_path, data_dir):
     import os
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
     import local_search_modes as bench
 
-    env = bench.make_env("tfbind8", str(DATA), "prepend_append")
-    assert env.mdp.name == "prepend_append" and bench.make_env("tfbind8", str(DATA)).mdp.name == "append"
+    env = bench.make_env("tfbind8", str(data_dir), "prepend_append")
+    assert env.mdp.name == "prepend_append" and bench.make_env("tfbind8", str(data_dir)).mdp.name == "append"
     report = bench.main(["--tasks", "tfbind8", "--mdp", "prepend_append", "--seeds", "0", "--budget", "256",
                          "--batch-size", "8", "--ls-iterations", "1", "--k", "3", "--hidden", "16",
-                         "--record-every", "64", "--data-dir", str(DATA), "--out", str(tmp_path / "ls")])
+                         "--record-every", "64", "--data-dir", str(data_dir), "--out", str(tmp_path / "ls")])
     assert report["setting"]["mdp"] == "prepend_append"
     by_method = {r["method"]: r for r in report["runs"]}
     assert set(by_method) == {"tb", "tb-rounds", "tb+ls"}
@@ -262,15 +258,9 @@ def test_local_search_counters_resume_and_its_generator_makes_it_reproducible():
     assert list(stateful_hooks(T)) == ["batch_hooks/0/LocalSearch"]
 
 
-def test_each_move_evaluates_only_the_candidates_reward():
+def test_each_move_evaluates_only_the_candidates_reward(count_reward_calls):
     env = HyperGrid(2, 4)
-    calls = []
-    orig = env.log_reward
-
-    def counted(states):
-        calls.append(states.shape[0])
-        return orig(states)
-    env.log_reward = counted
+    calls = count_reward_calls(env)
     torch.manual_seed(0)
     model = get_objective("tb").build_model(env, hidden=8, n_layers=1)
     sampler = Sampler(env, model)

@@ -126,19 +126,13 @@ def test_trajectory_batch_select_and_cat():
     torch.testing.assert_close(both.terminal_states[10:], b.terminal_states[idx])
 
 
-def test_replay_trainer_runs_and_buffer_evicts():
+def test_replay_trainer_runs_and_buffer_evicts(count_reward_calls):
     env = HyperGrid(2, 4)
     gfn.seed_everything(0)
     obj = get_objective("tb")
     model = gfn.build_gflownet(env, hidden=16)
     tr = gfn.Trainer(env, model, obj, gfn.TrainerConfig(batch_size=8, replay_capacity=20))
-    calls = []
-    orig = env.log_reward
-
-    def counted(states):
-        calls.append(states.shape[0])
-        return orig(states)
-    env.log_reward = counted
+    calls = count_reward_calls(env)
     tr.train(10)
     assert len(tr.replay) == 20
     # replayed objects reuse their stored rewards: only the 4 fresh samples of each full step are scored
