@@ -188,6 +188,11 @@ class BetaSampler:
         self.calls = 0
         self._trainer = None
 
+    @property
+    def bound(self) -> bool:
+        """Whether the schedule position comes from a trainer (:meth:`bind`)."""
+        return self._trainer is not None
+
     def bind(self, trainer) -> "BetaSampler":
         """Read the schedule position from ``trainer.iteration``."""
         self._trainer = trainer

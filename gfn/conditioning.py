@@ -463,7 +463,7 @@ def apply_run_flags(cfg, trainer) -> RunExtensions:
             sampler = BetaSampler(dist, device=getattr(cfg, "device", "cpu")).bind(trainer)
             trainer.cond_fn = sampler
         elif isinstance(trainer.cond_fn, BetaSampler):  # the caller's sampler: schedules follow the trainer
-            sampler = trainer.cond_fn if trainer.cond_fn._trainer is not None else trainer.cond_fn.bind(trainer)
+            sampler = trainer.cond_fn if trainer.cond_fn.bound else trainer.cond_fn.bind(trainer)
         if not any(isinstance(h, RewardTempering) for h in trainer.batch_hooks):  # temper exactly once
             tempering = RewardTempering()
             trainer.batch_hooks.append(tempering)
