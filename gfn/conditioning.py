@@ -26,6 +26,7 @@ Pieces (see ``docs/conditioning.md``):
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch
@@ -448,6 +449,11 @@ def apply_run_flags(cfg, trainer) -> RunExtensions:
     if mode not in CONDITION_MODES:
         raise ValueError(f"--condition must be one of {CONDITION_MODES}, got {mode!r}")
     betas = parse_betas(getattr(cfg, "eval_betas", None))
+    if mode == "none" and any(b != 1.0 for b in betas) and trainer.model.cond_dim == 0:
+        warnings.warn(f"--eval-betas {','.join(f'{b:g}' for b in betas)} with --condition none: the unconditional "
+                      "model (trained on R) is compared with R^beta / Z_beta, so tv_exact_beta<b> for beta != 1 "
+                      "measures how far R is from R^beta, not a conditional model; pass --condition logit|layer "
+                      "to train one", UserWarning, stacklevel=2)
     sampler = None
     if mode != "none":
         dist = parse_beta_dist(getattr(cfg, "beta_dist", "uniform:1,3") or "uniform:1,3")

@@ -92,7 +92,7 @@ def splice(prefix: TrajectoryBatch, keep: torch.Tensor, suffix: TrajectoryBatch)
     return TrajectoryBatch(states=states, ptr=ptr, actions=actions, bwd_actions=bwd,
                            log_rewards=suffix.log_rewards,
                            cond=suffix.cond if suffix.cond is not None else prefix.cond,
-                           is_complete=suffix.is_complete)
+                           is_complete=suffix.is_complete, starts_at_initial=prefix.starts_at_initial)
 
 
 def _row_positions(batch: TrajectoryBatch) -> torch.Tensor:

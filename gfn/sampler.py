@@ -109,9 +109,10 @@ class Sampler:
             order = torch.sort(traj, stable=True).indices
             packed_states, actions, bwd, lp = _gather_steps(order, rec_states, rec_actions, rec_bwd,
                                                             rec_lp if keep_log_probs else None)
+            # every trajectory ends with exit (flag None); it starts at s_0 unless the caller chose
+            starts = None if initial_states is None else env.is_initial(initial_states)
             batch = TrajectoryBatch(states=packed_states, ptr=ptr, actions=actions, bwd_actions=bwd,
-                                    log_rewards=torch.empty(0), cond=cond, log_pf=lp,
-                                    is_complete=torch.ones(n, dtype=torch.bool, device=device))
+                                    log_rewards=torch.empty(0), cond=cond, log_pf=lp, starts_at_initial=starts)
         with torch.inference_mode():
             batch.log_rewards = env.checked_log_reward(batch.terminal_states)
         return _outside_inference(batch)
@@ -181,8 +182,7 @@ class Sampler:
             elif log_rewards.shape != (n,):
                 raise ValueError(f"sample_backward: log_rewards must have shape ({n},), got {tuple(log_rewards.shape)}")
             batch = TrajectoryBatch(states=packed_states, ptr=ptr, actions=actions, bwd_actions=bwd_actions,
-                                    log_rewards=log_rewards, cond=cond,
-                                    is_complete=torch.ones(n, dtype=torch.bool, device=device))
+                                    log_rewards=log_rewards, cond=cond)
         return _outside_inference(batch)
 
 
@@ -208,4 +208,5 @@ def _outside_inference(batch: TrajectoryBatch) -> TrajectoryBatch:
         states = states.clone()
     return TrajectoryBatch(states=states, ptr=c(batch.ptr), actions=c(batch.actions), bwd_actions=c(batch.bwd_actions),
                            log_rewards=c(batch.log_rewards), cond=c(batch.cond), log_pf=batch.log_pf,
-                           is_complete=c(batch.is_complete), info=batch.info)
+                           is_complete=c(batch.is_complete), starts_at_initial=c(batch.starts_at_initial),
+                           info=batch.info)

@@ -109,8 +109,7 @@ class StaticSampler:
                 x = torch.stack(xs, 1)
                 return x.reshape(n * T, *x.shape[2:])[flat]
             batch = TrajectoryBatch(states=pack(rec_s), ptr=ptr, actions=pack(rec_a), bwd_actions=pack(rec_b),
-                                    log_rewards=torch.empty(0),
-                                    is_complete=torch.ones(n, dtype=torch.bool, device=ptr.device))
+                                    log_rewards=torch.empty(0))
             batch.log_rewards = self.env.checked_log_reward(batch.terminal_states)
         return _outside_inference(batch)
 

@@ -11,7 +11,10 @@ Row ``k`` also stores
 So per-trajectory sums (log P_F(tau), log P_B(tau)) are segment sums over one ``ptr``, and
 per-transition quantities (DB residuals) are rows ``k`` and ``k + 1`` of the same segment.
 A trajectory need not start at s_0 (``starts_at_initial`` False) or end with exit
-(``is_complete`` False) — forward-looking objectives and local search use such pieces.
+(``is_complete`` False) — forward-looking objectives and local search use such pieces.  Both
+flags are ``None`` when every trajectory of the batch is whole in that respect (what the sampler
+produces from s_0), so objectives that need whole trajectories can check them without a host
+sync on the hot path (:meth:`TrajectoryBatch.require_whole`).
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ class TrajectoryBatch:
     #: log P_F of each row's forward action, kept from sampling (differentiable only when
     #: sampled with ``keep_log_probs=True``); None when the objective must recompute it
     log_pf: Optional[torch.Tensor] = None
-    #: whether each trajectory ends with the exit action at a terminal state
+    #: whether each trajectory ends with the exit action at a terminal state (None: all do)
     is_complete: Optional[torch.Tensor] = None
+    #: whether each trajectory's first state is s_0 (None: all are)
+    starts_at_initial: Optional[torch.Tensor] = None
     #: free-form per-batch information (e.g. local-search acceptance rate)
     info: dict = field(default_factory=dict)
 
@@ -120,6 +125,7 @@ class TrajectoryBatch:
             cond=None if self.cond is None else self.cond[traj_idx],
             log_pf=None if self.log_pf is None else self.log_pf[rows],
             is_complete=None if self.is_complete is None else self.is_complete[traj_idx],
+            starts_at_initial=None if self.starts_at_initial is None else self.starts_at_initial[traj_idx],
             info=dict(self.info),
         )
 
@@ -143,20 +149,35 @@ class TrajectoryBatch:
         conds = [b.cond for b in batches]
         if any(c is None for c in conds) and not all(c is None for c in conds):
             raise ValueError("TrajectoryBatch.cat: some batches have a conditioning tensor and some do not")
-        # is_complete None means "all complete": fill such parts instead of dropping the others' flags
-        flags = [b.is_complete for b in batches]
-        is_complete = None if all(f is None for f in flags) else torch.cat(
-            [torch.ones(b.batch_size, dtype=torch.bool, device=b.ptr.device) if f is None else f
-             for b, f in zip(batches, flags)])
+
+        def flags(name):  # None means "all True": fill such parts instead of dropping the others' flags
+            vals = [getattr(b, name) for b in batches]
+            if all(v is None for v in vals):
+                return None
+            return torch.cat([torch.ones(b.batch_size, dtype=torch.bool, device=b.ptr.device) if v is None else v
+                              for b, v in zip(batches, vals)])
 
         return TrajectoryBatch(
             states=batch_cat([b.states for b in batches]), ptr=ptr,
             actions=torch.cat([b.actions for b in batches]),
             bwd_actions=torch.cat([b.bwd_actions for b in batches]),
             log_rewards=torch.cat([b.log_rewards for b in batches]),
-            cond=None if conds[0] is None else torch.cat(conds), log_pf=opt("log_pf"), is_complete=is_complete,
+            cond=None if conds[0] is None else torch.cat(conds), log_pf=opt("log_pf"),
+            is_complete=flags("is_complete"), starts_at_initial=flags("starts_at_initial"),
             info={k: v for b in batches for k, v in b.info.items()},
         )
+
+    def require_whole(self, who: str, complete: bool = True, initial: bool = True) -> None:
+        """Raise ``ValueError`` if some trajectory does not end with exit (``complete``) or does not
+        start at s_0 (``initial``): for objectives such as TB whose equation only holds for whole
+        trajectories.  Costs nothing when the flags are None (every sampled batch)."""
+        checks = ((complete, self.is_complete, "do not end with the exit action"),
+                  (initial, self.starts_at_initial, "do not start at s_0"))
+        for wanted, flags, what in checks:
+            if wanted and flags is not None and not bool(flags.all()):
+                n = int((~flags).sum())
+                raise ValueError(f"{who} needs whole trajectories, but {n} of the {self.batch_size} in this batch {what} "
+                                 "(train on such pieces with db, subtb, fldb or flsubtb)")
 
     def with_(self, **changes) -> "TrajectoryBatch":
         """Copy with some fields replaced."""

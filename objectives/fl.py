@@ -42,7 +42,8 @@ def fl_log_z_estimate(objective: Objective, model: GFlowNet, cond: Optional[torc
 def slice_trajectories(batch: TrajectoryBatch, starts: torch.Tensor, lengths: torch.Tensor) -> TrajectoryBatch:
     """Keep rows ``starts[b] : starts[b] + lengths[b]`` of every trajectory ``b`` (``lengths >= 1``).
 
-    A piece is complete only if its trajectory was and the piece reaches its last row.
+    A piece is complete only if its trajectory was and the piece reaches its last row; it starts
+    at s_0 only if its trajectory did and the piece starts at its first row.
     """
     full = batch.lengths
     starts, lengths = starts.to(full.device).long(), lengths.to(full.device).long()
@@ -59,7 +60,9 @@ def slice_trajectories(batch: TrajectoryBatch, starts: torch.Tensor, lengths: to
         states=batch_index(batch.states, rows), ptr=ptr, actions=batch.actions[rows],
         bwd_actions=batch.bwd_actions[rows], log_rewards=batch.log_rewards, cond=batch.cond,
         log_pf=None if batch.log_pf is None else batch.log_pf[rows],
-        is_complete=complete & (starts + lengths == full), info=dict(batch.info))
+        is_complete=complete & (starts + lengths == full),
+        starts_at_initial=(starts == 0) if batch.starts_at_initial is None else batch.starts_at_initial & (starts == 0),
+        info=dict(batch.info))
 
 
 @register_objective("fldb")

@@ -32,7 +32,8 @@ class TrajectoryBalance(Objective):
     needs_log_z = True
 
     def residuals(self, model: GFlowNet, batch: TrajectoryBatch) -> torch.Tensor:
-        """delta(tau) for every trajectory."""
+        """delta(tau) for every trajectory (raises on pieces that are not whole trajectories)."""
+        batch.require_whole(self.name or type(self).__name__)
         log_z = model.log_z(batch.batch_size, batch.cond)
         return log_z + trajectory_log_ratio(model, batch) - self.log_rewards(batch)
 

@@ -59,6 +59,7 @@ class VarGrad(Objective):
 
     def log_z_estimates(self, model: GFlowNet, batch: TrajectoryBatch) -> torch.Tensor:
         """zeta_b = log R(x_b) - (log P_F(tau_b) - log P_B(tau_b | x_b))."""
+        batch.require_whole(self.name)
         ratio = log_ratio(model, batch, self.uniform_pb)
         return self.log_rewards(batch).to(ratio.dtype) - ratio
 
@@ -88,6 +89,7 @@ class MaxEntTB(TrajectoryBalance):
 
     def residuals(self, model: GFlowNet, batch: TrajectoryBatch) -> torch.Tensor:
         """TB residual with the uniform P_B."""
+        batch.require_whole(self.name)
         log_z = model.log_z(batch.batch_size, batch.cond)
         return log_z + log_ratio(model, batch, uniform_pb=True) - self.log_rewards(batch)
 

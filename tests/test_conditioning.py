@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -327,6 +328,21 @@ def test_apply_run_flags_converts_a_given_trainer_and_is_deterministic():
     assert a == b and "tv_exact_beta2" in a and "log_z_error_beta2" not in a
     with pytest.raises(ValueError, match="--condition"):
         apply_run_flags(RunConfig(condition="film"), Trainer(env, build_gflownet(env, hidden=8), get_objective("tb")))
+
+
+def test_eval_betas_without_conditioning_warns():
+    from gfn.config import RunConfig
+    env = HyperGrid(2, 4)
+
+    def trainer():
+        return Trainer(env, build_gflownet(env, hidden=8), get_objective("tb"))
+    with pytest.warns(UserWarning, match="--condition none"):
+        ext = apply_run_flags(RunConfig(eval_betas=[1, 2]), trainer())
+    assert ext.eval_betas == [1.0, 2.0] and "tv_exact_beta2" in ext.metrics(trainer())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apply_run_flags(RunConfig(eval_betas=[1]), trainer())  # beta = 1 is the model's own target
+        apply_run_flags(RunConfig(condition="logit", eval_betas=[1, 2]), trainer())
 
 
 def test_beta_dist_keeps_parameter_positions_and_integer_steps():

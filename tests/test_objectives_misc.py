@@ -296,3 +296,44 @@ def n_equations(batch):
     """DB equations of a batch: its transitions plus one exit equation per complete trajectory."""
     complete = batch.batch_size if batch.is_complete is None else int(batch.is_complete.sum())
     return int((batch.lengths - 1).sum()) + complete
+
+
+# ------------------------------------------------------------------ whole-trajectory objectives
+@pytest.mark.parametrize("name", ["tb", "vargrad", "maxent"])
+def test_whole_trajectory_objectives_refuse_pieces(name):
+    """TB's equation (log Z at s_0, log R at exit) is wrong for a piece: it must raise, not train on it."""
+    env, obj, model, batch = setup(name, n=6)
+    sampled = Sampler(env, model).sample(4, generator=torch.Generator().manual_seed(3))
+    assert sampled.is_complete is None and sampled.starts_at_initial is None  # whole: no flags to check
+    obj.loss(model, sampled)
+    full = batch.lengths
+    zeros = torch.zeros_like(full)
+    long_ = (full > 1).nonzero().squeeze(1)
+    assert long_.numel() > 0
+    no_exit = slice_trajectories(batch, zeros, torch.where(full > 1, full - 1, full))   # cut before the end
+    late_start = slice_trajectories(batch, (full > 1).long(), full - (full > 1).long())  # cut after s_0
+    assert not bool(no_exit.is_complete.all()) and bool(no_exit.starts_at_initial.all())
+    assert bool(late_start.is_complete.all()) and not bool(late_start.starts_at_initial.all())
+    with pytest.raises(ValueError, match="do not end with the exit action"):
+        obj.loss(model, no_exit)
+    with pytest.raises(ValueError, match="do not start at s_0"):
+        obj.loss(model, late_start)
+    # whole trajectories that carry explicit all-True flags are fine, and give the same loss
+    flagged = slice_trajectories(batch, zeros, full)
+    assert bool(flagged.is_complete.all()) and bool(flagged.starts_at_initial.all())
+    with torch.no_grad():
+        assert float(obj.loss(model, flagged)) == pytest.approx(float(obj.loss(model, batch)), rel=1e-9)
+    # the pieces in a concatenation are still found
+    with pytest.raises(ValueError, match="do not start at s_0"):
+        obj.loss(model, TrajectoryBatch.cat([batch, late_start]))
+
+
+def test_sampling_from_chosen_states_flags_trajectories_that_do_not_start_at_s0():
+    env, obj, model, _ = setup("tb", n=2)
+    start = torch.tensor([[0, 0], [1, 0], [0, 2]], dtype=torch.long)
+    batch = Sampler(env, model).sample(3, initial_states=start, generator=torch.Generator().manual_seed(0))
+    assert batch.starts_at_initial.tolist() == [True, False, False]
+    assert batch.select(torch.tensor([0])).starts_at_initial.tolist() == [True]
+    with pytest.raises(ValueError, match="2 of the 3 in this batch do not start at s_0"):
+        obj.loss(model, batch)
+    get_objective("db").loss(get_objective("db").build_model(env, hidden=8, n_layers=1).double(), batch)
