@@ -22,6 +22,7 @@ __all__ = [
     "lengths_to_ptr",
     "ptr_to_lengths",
     "segment_ids",
+    "check_layout",
     "segment_sum",
     "segment_max",
     "segment_logsumexp",
@@ -58,23 +59,58 @@ def segment_ids(ptr: torch.Tensor, total: int | None = None) -> torch.Tensor:
     return torch.repeat_interleave(ids, lengths, output_size=total)
 
 
-def _check(x: torch.Tensor, ptr: torch.Tensor) -> None:
+def check_layout(ptr: torch.Tensor, n_rows: int) -> None:
+    """Raise ``ValueError`` unless ``ptr`` is a segment layout of ``n_rows`` rows: 1-D long,
+    ``ptr[0] == 0``, non-decreasing, ``ptr[-1] == n_rows`` (the kernels and ``segment_reduce``
+    would otherwise read or write outside their buffers, or silently drop rows).
+
+    On CPU the check is a few tiny ops; on an accelerator it is a device-side assert (no host
+    sync), which fails the next synchronising call with the same message."""
     if ptr.dim() != 1 or ptr.dtype != torch.long:
         raise ValueError(f"ptr must be a 1-D long tensor, got shape {tuple(ptr.shape)} dtype {ptr.dtype}")
+    if ptr.numel() == 0:
+        raise ValueError("ptr must hold S + 1 >= 1 offsets, got an empty tensor")
+    msg = f"ptr is not a segment layout of {n_rows} rows: it must start at 0, never decrease and end at {n_rows}"
+    if ptr.device.type == "cpu":
+        if int(ptr[0]) != 0 or int(ptr[-1]) != n_rows or (ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any())):
+            raise ValueError(f"{msg}; got {ptr.tolist() if ptr.numel() <= 12 else ptr}")
+    else:
+        ok = (ptr[0] == 0) & (ptr[-1] == n_rows) & (ptr[1:] >= ptr[:-1]).all()
+        torch._assert_async(ok, msg)
+
+
+def _check(x: torch.Tensor, ptr: torch.Tensor) -> None:
     if x.dim() == 0:
         raise ValueError("segment ops need at least a 1-D tensor")
+    check_layout(ptr, x.shape[0])
+
+
+def _sum(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+    return torch.segment_reduce(x, "sum", offsets=ptr, axis=0, unsafe=True)
+
+
+def _max(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+    return torch.segment_reduce(x, "max", offsets=ptr, axis=0, unsafe=True, initial=float("-inf"))
+
+
+def _logsumexp(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+    lengths = ptr_to_lengths(ptr)
+    m = _max(x.detach(), ptr)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    shifted = x - torch.repeat_interleave(m, lengths, dim=0, output_size=x.shape[0])
+    return _sum(shifted.exp(), ptr).log() + m
 
 
 def segment_sum(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """Sum of rows of ``x`` within each segment (empty segments give 0)."""
     _check(x, ptr)
-    return torch.segment_reduce(x, "sum", offsets=ptr, axis=0, unsafe=True)
+    return _sum(x, ptr)
 
 
 def segment_max(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """Maximum within each segment (empty segments give -inf)."""
     _check(x, ptr)
-    return torch.segment_reduce(x, "max", offsets=ptr, axis=0, unsafe=True, initial=float("-inf"))
+    return _max(x, ptr)
 
 
 def segment_logsumexp(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
@@ -83,12 +119,7 @@ def segment_logsumexp(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     if _triton(x):
         from gfn import kernels
         return kernels.segment_logsumexp(x, ptr)
-    lengths = ptr_to_lengths(ptr)
-    m = segment_max(x.detach(), ptr)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    shifted = x - torch.repeat_interleave(m, lengths, dim=0, output_size=x.shape[0])
-    s = segment_sum(shifted.exp(), ptr)
-    return s.log() + m
+    return _logsumexp(x, ptr)
 
 
 def segment_log_softmax(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
@@ -97,7 +128,7 @@ def segment_log_softmax(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     if _triton(x):
         from gfn import kernels
         return kernels.segment_log_softmax(x, ptr)
-    lse = segment_logsumexp(x, ptr)
+    lse = _logsumexp(x, ptr)
     return x - torch.repeat_interleave(lse, ptr_to_lengths(ptr), dim=0, output_size=x.shape[0])
 
 
@@ -119,17 +150,18 @@ def subtb_pair_sum(a: torch.Tensor, ptr: torch.Tensor, lamda: float) -> torch.Te
         raise ValueError(f"subtb_pair_sum takes 1-D values, got shape {tuple(a.shape)}")
     if not lamda > 0:
         raise ValueError(f"lamda must be > 0, got {lamda}")
-    if _triton(a):
-        from gfn import kernels
-        return kernels.subtb_pair_sum(a, ptr, lamda)
     lengths = ptr_to_lengths(ptr)
     n_seg = lengths.numel()
     width = int(lengths.max()) if n_seg > 0 else 0
-    if width == 0:
-        return torch.zeros(n_seg, dtype=a.dtype, device=a.device)
+    # before the dispatch: the kernel would turn the overflow into nan just the same
     if lamda > 1 and a.is_floating_point() and (width - 1) * math.log(lamda) > math.log(torch.finfo(a.dtype).max):
         raise ValueError(f"subtb_pair_sum: lamda^(width - 1) = {lamda}^{width - 1} overflows {a.dtype}; "
                          f"pass float64 values or use a smaller lamda")
+    if _triton(a):
+        from gfn import kernels
+        return kernels.subtb_pair_sum(a, ptr, lamda)
+    if width == 0:
+        return torch.zeros(n_seg, dtype=a.dtype, device=a.device)
     pos = torch.arange(a.shape[0], device=a.device) - torch.repeat_interleave(ptr[:-1], lengths, output_size=a.shape[0])
     flat = segment_ids(ptr, a.shape[0]) * width + pos
     padded = torch.zeros(n_seg * width, dtype=a.dtype, device=a.device).index_copy(0, flat, a).view(n_seg, width)

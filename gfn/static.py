@@ -9,9 +9,11 @@ same random stream).  Use it when launch latency dominates (GPU, small batches);
 compacting :class:`gfn.Sampler` is faster at large batch because it skips finished rows.
 
 Requirements: tensor states, a :class:`~gfn.env.DiscreteEnv`, a bound ``max_len`` on the number
-of transitions before exit, and an ``env.step`` that accepts the ``safe_action`` index at any
-state without raising (frozen rows are stepped with it and the result is thrown away).  Host
-syncs inside the env (e.g. ``F.one_hot``'s range check) still prevent CUDA-graph capture.
+of transitions before exit, and a ``safe_action`` that is allowed at s_0: frozen rows are stepped
+from s_0 with it and the result is thrown away (so envs whose terminal states accept no move, such
+as append-only sequences, work too).  Host syncs inside the env (e.g. ``F.one_hot``'s range
+check) still prevent CUDA-graph capture.  Replay (``Trainer`` with ``replay_fraction > 0``)
+needs backward sampling, which only :class:`gfn.Sampler` has.
 
 :func:`compile_model` compiles the MLPs of a :class:`~gfn.GFlowNet` in place with
 ``torch.compile`` (``dynamic=True``: the compacting sampler changes batch sizes every step).
@@ -46,7 +48,16 @@ class StaticSampler:
             raise ValueError(f"max_len must be >= 0, got {max_len}")
         if not 0 <= safe_action < env.n_actions - 1:
             raise ValueError(f"safe_action must be a non-exit action in [0, {env.n_actions - 1}), got {safe_action}")
+        s0 = env.initial_states(1)
+        if not torch.is_tensor(s0):
+            raise TypeError("StaticSampler needs tensor states")
+        allowed = env.forward_mask(s0)[0]
+        if not bool(allowed[safe_action]):
+            ok = [a for a in allowed.nonzero().squeeze(1).tolist() if a != env.exit_action]
+            raise ValueError(f"safe_action {safe_action} is not allowed at s_0 of {type(env).__name__}; "
+                             f"allowed non-exit actions there: {ok}")
         self.env, self.model, self.max_len, self.safe_action = env, model, int(max_len), int(safe_action)
+        self._s0 = s0
         # early exit costs one host sync per check: every step on CPU, never on accelerators
         self.check_every = (1 if env.device.type == "cpu" else 0) if check_every is None else int(check_every)
         self._step = self.step
@@ -61,10 +72,11 @@ class StaticSampler:
         active = ~done
         stop = env.is_exit(actions) | done
         safe = torch.where(stop, torch.full_like(actions, self.safe_action), actions)
-        moved = env.step(states, safe)
         keep = (~stop).view(-1, *([1] * (states.dim() - 1)))
+        src = torch.where(keep, states, self._s0)  # stopped rows step from s_0, where safe_action is allowed
+        moved = env.step(src, safe)
         nxt = torch.where(keep, moved, states)
-        return nxt, stop, actions, env.backward_action(states, safe), active
+        return nxt, stop, actions, env.backward_action(src, safe), active
 
     @torch.inference_mode()
     def _rollout(self, n: int, exp: Exploration):
@@ -92,7 +104,8 @@ class StaticSampler:
     def sample(self, n: int, cond: Optional[torch.Tensor] = None, exploration: Optional[Exploration] = None,
                keep_log_probs: bool = False, **unsupported) -> TrajectoryBatch:
         """``n`` complete trajectories from s_0, packed like :meth:`gfn.Sampler.sample` (so it can
-        replace the sampler of a :class:`gfn.Trainer`; conditioning and kept log-probs are not supported)."""
+        replace the sampler of a :class:`gfn.Trainer` without replay; conditioning and kept log-probs
+        are not supported)."""
         if cond is not None or keep_log_probs or any(v is not None for v in unsupported.values()):
             raise NotImplementedError("StaticSampler supports unconditional sampling without kept log-probs only")
         exp = exploration or Exploration()
@@ -112,6 +125,12 @@ class StaticSampler:
                                     log_rewards=torch.empty(0))
             batch.log_rewards = self.env.checked_log_reward(batch.terminal_states)
         return _outside_inference(batch)
+
+
+    def sample_backward(self, *args, **kwargs):
+        """Not available: backward sampling (replay, local search) needs :class:`gfn.Sampler`."""
+        raise NotImplementedError("StaticSampler samples forward only; replay and local search walk back from "
+                                  "stored objects with gfn.Sampler.sample_backward (use gfn.Sampler, or no replay)")
 
 
 def compile_model(model: GFlowNet, **kwargs) -> GFlowNet:

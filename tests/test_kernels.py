@@ -1,19 +1,20 @@
 """Triton segment kernels vs the PyTorch reference ops (values and gradients).
 
 Runs on CPU under the Triton interpreter (``TRITON_INTERPRET=1``, set here before Triton is
-imported) and on CUDA when a GPU is present; skipped when Triton is not installed.
+imported, only when there is no GPU) and compiled on CUDA when a GPU is present; skipped when
+Triton is not installed.
 """
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from gfn import kernels, ops  # noqa: E402
+import pytest
+import torch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+if DEVICE == "cpu":  # Triton reads it when the kernels are first imported (lazily, below); on a GPU compile them
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from gfn import kernels, ops  # noqa: E402
 pytestmark = [
     pytest.mark.skipif(not kernels.available(), reason="triton is not importable"),
     pytest.mark.skipif(DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
@@ -117,3 +118,48 @@ def test_bad_input_is_rejected():
         kernels.segment_log_softmax(torch.zeros(3, device=DEVICE), torch.tensor([0, 3], dtype=torch.int32, device=DEVICE))
     with pytest.raises(ValueError, match="lamda"):
         kernels.subtb_pair_sum(torch.zeros(3, device=DEVICE), _layout([3]), 0.0)
+
+
+def test_layout_is_validated_and_a_strided_ptr_is_read_correctly():
+    x = torch.randn(6, device=DEVICE)
+    for bad in ([0, 2, 1000], [1, 3, 6], [0, 4, 2, 6], [0, 2, 5]):
+        ptr = torch.tensor(bad, device=DEVICE)
+        for f in (kernels.segment_logsumexp, kernels.segment_log_softmax):
+            with pytest.raises(ValueError, match="segment layout of 6 rows"):
+                f(x, ptr)
+        with pytest.raises(ValueError, match="segment layout of 6 rows"):
+            kernels.subtb_pair_sum(x, ptr, 0.9)
+    strided = torch.tensor([0, 99, 2, 99, 6, 99], device=DEVICE)[::2]
+    assert not strided.is_contiguous()
+    dense = strided.contiguous()
+    torch.testing.assert_close(kernels.segment_logsumexp(x, strided), ops.segment_logsumexp(x, dense))
+    torch.testing.assert_close(kernels.segment_log_softmax(x, strided), ops.segment_log_softmax(x, dense))
+    torch.testing.assert_close(kernels.subtb_pair_sum(x, strided, 0.9), ops.subtb_pair_sum(x, dense, 0.9))
+
+
+def test_plus_infinity_gives_plus_infinity():
+    x = torch.tensor([1.0, float("inf"), 0.0, 2.0], device=DEVICE)
+    ptr = _layout([2, 2])
+    got = kernels.segment_logsumexp(x, ptr).cpu()
+    assert got[0] == float("inf") and torch.isfinite(got[1])
+    torch.testing.assert_close(got, ops.segment_logsumexp(x.cpu(), ptr.cpu()))
+
+
+@pytest.mark.parametrize("which", ["lse", "log_softmax", "pairs"])
+def test_second_derivatives_raise_instead_of_vanishing(which):
+    x = torch.randn(5, device=DEVICE, requires_grad=True)
+    ptr = _layout([3, 2])
+    f = {"lse": kernels.segment_logsumexp, "log_softmax": kernels.segment_log_softmax,
+         "pairs": lambda v, p: kernels.subtb_pair_sum(v, p, 0.9)}[which]
+    (g,) = torch.autograd.grad(f(x, ptr).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        g.pow(2).sum().backward()
+    (g1,) = torch.autograd.grad(f(x, ptr).sum(), x)  # plain first-order use is unchanged
+    assert not g1.requires_grad
+
+
+def test_pair_sum_overflow_is_refused_before_the_kernel(monkeypatch):
+    monkeypatch.setattr(ops, "_triton", lambda t: True)  # route as on CUDA
+    a = torch.randn(130, device=DEVICE)
+    with pytest.raises(ValueError, match="overflows torch.float32"):
+        ops.subtb_pair_sum(a, _layout([130]), 2.0)

@@ -100,3 +100,18 @@ def test_cpu_tensors_never_import_triton():
     assert ("gfn.kernels.segment" in sys.modules) == before
     from gfn import kernels
     assert not kernels.supports(x)
+
+
+def test_segment_layout_is_validated():
+    x = torch.ones(4)
+    for bad in ([0, 2, 1000], [0, 2, 3], [1, 2, 4], [0, 3, 2, 4]):
+        ptr = torch.tensor(bad)
+        for f in (ops.segment_sum, ops.segment_max, ops.segment_logsumexp, ops.segment_log_softmax):
+            with pytest.raises(ValueError, match="segment layout of 4 rows"):
+                f(x, ptr)
+        with pytest.raises(ValueError, match="segment layout of 4 rows"):
+            ops.subtb_pair_sum(x, ptr, 0.9)
+    with pytest.raises(ValueError, match="empty"):
+        ops.segment_sum(x[:0], torch.tensor([], dtype=torch.long))
+    assert ops.segment_sum(x[:0], torch.tensor([0])).shape == (0,)
+    assert torch.equal(ops.segment_sum(x, torch.tensor([0, 0, 4, 4])), torch.tensor([0.0, 4.0, 0.0]))

@@ -68,6 +68,44 @@ def test_static_sampler_rejects_too_short_max_len():
         StaticSampler(env, model, max_len=2, safe_action=env.exit_action)
 
 
+@pytest.mark.parametrize("mdp", ["append", "prepend_append", "fill"])
+def test_static_sampler_on_sequences_whose_full_states_accept_no_move(mdp):
+    """Frozen rows are stepped from s_0: append-only sequences (no move at a full state) work and
+    give the same exact distribution as the compacting sampler."""
+    torch.manual_seed(0)
+    env = _bitseq(mdp)
+    model = gfn.build_gflownet(env, hidden=16)
+    for a in range(env.n_actions - 1):
+        batch = StaticSampler(env, model, max_len=4, safe_action=a).sample(32)
+        assert batch.ptr[-1] == batch.n_rows and bool((batch.lengths == 5).all())
+        torch.testing.assert_close(batch.log_rewards, env.log_reward(batch.terminal_states))
+    if env.is_enumerable:
+        exact = metrics.exact_terminal_distribution(env, model).double()
+        batch = StaticSampler(env, model, max_len=4).sample(8000)
+        emp = metrics.empirical_distribution(env.state_index(batch.terminal_states), env.n_states).double()
+        assert metrics.tv(emp, exact) < 0.06
+
+
+def test_static_sampler_refuses_replay_and_a_safe_action_not_allowed_at_s0():
+    env = HyperGrid(ndim=2, height=4)
+    model = gfn.build_gflownet(env, hidden=8)
+    obj = get_objective("tb")
+    trainer = gfn.Trainer(env, model, obj, gfn.TrainerConfig(batch_size=4, replay_capacity=16, replay_fraction=0.5))
+    trainer.sampler = StaticSampler(env, model, max_len=6)
+    trainer.train(1)
+    with pytest.raises(NotImplementedError, match="forward only"):
+        trainer.train(1)
+
+    class NoRightAtStart(HyperGrid):
+        def forward_mask(self, states):
+            m = super().forward_mask(states)
+            m[:, 0] &= states.sum(1) > 0
+            return m
+    env2 = NoRightAtStart(ndim=2, height=4)
+    with pytest.raises(ValueError, match="not allowed at s_0.*allowed non-exit actions there: \\[1\\]"):
+        StaticSampler(env2, gfn.build_gflownet(env2, hidden=8), max_len=6)
+
+
 class _PlainPolicy(DiscretePolicy):
     """A subclass: GFlowNet.evaluate takes its generic (gather / scatter) P_B path."""
 

@@ -71,13 +71,36 @@ def _block(ptr: torch.Tensor, cap: int = 1024) -> int:
     return max(16, min(cap, 1 << max(0, longest - 1).bit_length()))
 
 
-def _check(x: torch.Tensor, ptr: torch.Tensor) -> None:
+def _check(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+    """Validate the layout (the kernels index raw memory with it); returns a contiguous ``ptr``."""
+    from gfn.ops import check_layout
     if x.dim() != 1:
         raise ValueError(f"Triton segment kernels take 1-D x, got shape {tuple(x.shape)}")
-    if ptr.dim() != 1 or ptr.dtype != torch.long:
-        raise ValueError(f"ptr must be a 1-D long tensor, got shape {tuple(ptr.shape)} dtype {ptr.dtype}")
     if ptr.device != x.device:
         raise ValueError(f"x is on {x.device} but ptr on {ptr.device}")
+    check_layout(ptr, x.shape[0])
+    return ptr.contiguous()
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity on a kernel gradient, attached to ``sources`` so that differentiating it again
+    (``create_graph=True`` and a second backward) raises instead of silently giving 0."""
+
+    @staticmethod
+    def forward(ctx, grad, *sources):
+        return grad.clone()
+
+    @staticmethod
+    def backward(ctx, _):
+        raise RuntimeError("gfn.kernels: the Triton segment kernels are differentiable once; a second derivative "
+                           "through them is not supported (neither is it by the PyTorch segment ops)")
+
+
+def _first_order(grad: torch.Tensor, *sources: torch.Tensor) -> torch.Tensor:
+    """``grad``, made to raise on a second backward when the backward builds a graph."""
+    if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
+        return _FirstOrderOnly.apply(grad, *sources)
+    return grad
 
 
 class _LogSumExp(torch.autograd.Function):
@@ -99,8 +122,8 @@ class _LogSumExp(torch.autograd.Function):
         x, ptr, lse = ctx.saved_tensors
         gx = torch.empty_like(x)
         if ptr.numel() > 1:
-            _module()._lse_bwd[(ptr.numel() - 1,)](x, ptr, lse, g.contiguous(), gx, BLOCK=ctx.block)
-        return gx, None
+            _module()._lse_bwd[(ptr.numel() - 1,)](x, ptr, lse, g.detach().contiguous(), gx, BLOCK=ctx.block)
+        return _first_order(gx, x, g), None
 
 
 class _LogSoftmax(torch.autograd.Function):
@@ -121,8 +144,8 @@ class _LogSoftmax(torch.autograd.Function):
         y, ptr = ctx.saved_tensors
         gx = torch.empty_like(y)
         if ptr.numel() > 1:
-            _module()._log_softmax_bwd[(ptr.numel() - 1,)](y, ptr, g.contiguous(), gx, BLOCK=ctx.block)
-        return gx, None
+            _module()._log_softmax_bwd[(ptr.numel() - 1,)](y, ptr, g.detach().contiguous(), gx, BLOCK=ctx.block)
+        return _first_order(gx, y, g), None
 
 
 class _PairSum(torch.autograd.Function):
@@ -145,25 +168,25 @@ class _PairSum(torch.autograd.Function):
         a, ptr = ctx.saved_tensors
         ga = torch.empty_like(a)
         if ptr.numel() > 1:
-            _module()._pairs_bwd[(ptr.numel() - 1,)](a, ptr, g.contiguous(), ga, ctx.log_lam, BLOCK=ctx.block)
-        return ga, None, None
+            _module()._pairs_bwd[(ptr.numel() - 1,)](a, ptr, g.detach().contiguous(), ga, ctx.log_lam, BLOCK=ctx.block)
+        return _first_order(ga, a, g), None, None
 
 
 def segment_logsumexp(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """Fused segment log-sum-exp (Triton); differentiable."""
-    _check(x, ptr)
+    ptr = _check(x, ptr)
     return _LogSumExp.apply(x, ptr)
 
 
 def segment_log_softmax(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """Fused segment log-softmax (Triton); differentiable."""
-    _check(x, ptr)
+    ptr = _check(x, ptr)
     return _LogSoftmax.apply(x, ptr)
 
 
 def subtb_pair_sum(a: torch.Tensor, ptr: torch.Tensor, lamda: float) -> torch.Tensor:
     """Per segment ``sum_{i<j} lamda^(j-i) (a_i - a_j)^2`` (Triton, O(1) extra memory); differentiable."""
-    _check(a, ptr)
+    ptr = _check(a, ptr)
     if not lamda > 0:
         raise ValueError(f"lamda must be > 0, got {lamda}")
     return _PairSum.apply(a, ptr, float(lamda))

@@ -38,7 +38,8 @@ def _segment_lse(x_ptr, start, end, BLOCK: tl.constexpr):
     # lanes whose max is -inf hold acc == 0: give them scale 0 (not exp(0 - mx), which may overflow)
     scale = tl.where(m == float("-inf"), 0.0, tl.exp(m - mx_safe))
     total = tl.sum(acc * scale, 0)
-    return tl.log(total) + mx_safe
+    # a +inf entry makes the segment's log-sum-exp +inf (inf - inf above is nan)
+    return tl.where(mx == float("inf"), float("inf"), tl.log(total) + mx_safe)
 
 
 @triton.jit
