@@ -115,19 +115,19 @@ def segment_max(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
 
 def segment_logsumexp(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """Numerically stable log-sum-exp within each segment (empty or all -inf segments give -inf)."""
-    _check(x, ptr)
-    if _triton(x):
+    if _triton(x):  # the kernel validates the layout itself
         from gfn import kernels
         return kernels.segment_logsumexp(x, ptr)
+    _check(x, ptr)
     return _logsumexp(x, ptr)
 
 
 def segment_log_softmax(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """Log-softmax of ``x`` normalised within each segment (same shape as ``x``)."""
-    _check(x, ptr)
-    if _triton(x):
+    if _triton(x):  # the kernel validates the layout itself
         from gfn import kernels
         return kernels.segment_log_softmax(x, ptr)
+    _check(x, ptr)
     lse = _logsumexp(x, ptr)
     return x - torch.repeat_interleave(lse, ptr_to_lengths(ptr), dim=0, output_size=x.shape[0])
 
