@@ -34,6 +34,7 @@ from gfn.envs.sequences import QM9Str, TFBind8
 from gfn.envs.sequences.data import full_code
 from gfn.local_search import LocalSearch
 from gfn.objectives import get_objective
+from report import write_json
 
 #: backtracking steps per task (TFBind8: K = 6 of 8 tokens did best in a sweep on seed 0, see the report)
 DEFAULT_K = {"tfbind8": 6, "qm9str": 2}
@@ -208,9 +209,7 @@ def main(argv=None) -> dict:
     runs = [run_one(task, method, seed, args) for task in args.tasks for seed in args.seeds for method in args.methods]
     summary = summarise(runs, args.budget, args.record_every)
     report = {"setting": {k: v for k, v in vars(args).items() if k != "out"}, "summary": summary, "runs": runs}
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(args.out + ".json", report)
     ks = ", ".join(f"{t} K={args.k or DEFAULT_K[t]}" for t in args.tasks)
     plot(summary, args.out + ".png", f"TB vs TB + local search ({ks}; I={args.ls_iterations}, {args.accept}), "
                                      f"M={args.batch_size}, seeds {args.seeds}, equal reward calls")

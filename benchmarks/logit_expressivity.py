@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import torch
@@ -23,6 +22,7 @@ import torch
 from gfn import metrics
 from gfn.distributions import MaskedCategorical
 from gfn.envs import HyperGrid
+from report import write_json
 
 
 class TabularScaledPolicy:
@@ -93,9 +93,7 @@ def main(argv=None) -> dict:
     for r in results:
         print(json.dumps({k: r[k] for k in ("scale", "tv", "max_tv", "seconds")}), flush=True)
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.out, report)
     return report
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import torch
@@ -22,6 +21,7 @@ from gfn import Trainer, TrainerConfig, seed_everything
 from gfn.conditioning import BetaSampler, RewardTempering, build_conditional_model, exact_beta_metrics
 from gfn.envs import HyperGrid
 from gfn.objectives import get_objective
+from report import write_json
 
 
 def train_one(mode: str, seed: int, args) -> dict:
@@ -119,9 +119,7 @@ def main(argv=None) -> dict:
     summary = summarise(runs, args.betas, args.floor)
     report = {"setting": {k: v for k, v in vars(args).items() if k != "out"},
               "env": f"hypergrid {args.ndim}D h{args.height}", "summary": summary, "runs": runs}
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(args.out + ".json", report)
     plot(summary, args.betas, args.out + ".png",
          f"{report['env']}, {args.objective}, beta ~ {args.beta_dist}, batch {args.batch_size}, seeds {args.seeds}")
     print(json.dumps({m: {k: s[k] for k in ("final_mean_tv", "floor_met_by_mean", "auc_mean_tv", "ms_per_iter")}

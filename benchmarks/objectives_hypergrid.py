@@ -20,6 +20,8 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
+from report import write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(HERE, "..", "examples", "train_hypergrid.py")
 DEFAULT_OBJECTIVES = ["tb", "db", "subtb", "fm", "fldb", "flsubtb", "modified_db", "vargrad", "maxent", "qm"]
@@ -63,9 +65,7 @@ def main(argv=None) -> list:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(lambda o: run_one(o, args, extra, root), args.objectives))
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.out, rows, indent=2)
     return rows
 
 

@@ -36,6 +36,7 @@ from gfn.ops import lengths_to_ptr, segment_sum  # noqa: E402
 from gfn.sampler import Sampler  # noqa: E402
 from gfn.trajectories import TrajectoryBatch  # noqa: E402
 from gfn.utils import seed_everything  # noqa: E402
+from report import write_json  # noqa: E402
 
 CORE_SIZES = [(64, 16), (1024, 64), (4096, 64), (1024, 256), (4096, 256)]
 QUICK_CORE_SIZES = [(64, 16), (512, 64)]
@@ -144,9 +145,7 @@ def main(argv=None) -> dict:
               "model": bench_models(64 if args.quick else args.model_batch_size, args.ndim, args.height,
                                     64 if args.quick else args.hidden, args.repeats)}
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
+        write_json(args.out, report, indent=2)
     return report
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+
+from report import write_json
 
 #: the settings of the recorded report: the default HyperGrid, then sparser rewards and larger batches
 DEFAULT_SETTINGS = [
@@ -99,9 +100,7 @@ def main(argv=None) -> dict:
     report = {"env": f"hypergrid {args.ndim}D h{args.height}", "lamda": args.lamda, "seeds": args.seeds,
               "summary": summary, "runs": runs}
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.out, report)
     return report
 
 
