@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gfn import continuous_metrics as cm
+from gfn.metrics import continuous as cm
 from gfn.config import RunConfig, parse_config
 from gfn.envs import Box
 from gfn.runner import run

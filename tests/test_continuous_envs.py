@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gfn import EnvError, Sampler, check_env
-from gfn import continuous_metrics as cm
+from gfn.metrics import continuous as cm
 from gfn.continuous import ContinuousPolicy, build_continuous_gflownet
 from gfn.envs import Box, Line, make_env
 from gfn.objectives import get_objective

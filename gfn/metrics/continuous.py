@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from gfn.metrics import jsd, tv
+from gfn.metrics.exact import jsd, tv
 
 #: bins per axis of the grid metrics (the Box floor is stated on a 50 x 50 grid)
 DEFAULT_BINS = 50
