@@ -14,10 +14,19 @@ Two counts of distinct reference modes are recorded against reward calls:
 * ``trained``: only objects in the batches the model trained on (samples and the refined,
   accepted objects) — the stricter count.
 
+``--protocol paper`` runs the authors' protocol instead (ls_gfn, :class:`gfn.local_search.PaperRounds`):
+each round spends ``--calls-per-round`` (32) reward calls, ``tb+ls``: M = 32 / (I + 1) = 4 fresh
+samples plus M * I = 28 candidates (K=3, their k=4; I=7; deterministic filter), all of them
+trained on; ``tb``: 32 fresh samples; both then train on a prioritised replay batch of 32, with
+``--steps-per-batch`` (3) gradient steps on each batch, lr 1e-4, lr log Z 1e-2, epsilon 0.01,
+the prepend/append MDP.  ``evaluated`` counts every object whose reward was computed.
+
 Writes ``<out>.json`` (curves per run, means over seeds, final counts) and ``<out>.png``.
 
     python benchmarks/local_search_modes.py --tasks tfbind8 qm9str --seeds 0 1 2 \
         --budget 32000 --data-dir ../shared/data --out benchmarks/results/local_search_modes
+    python benchmarks/local_search_modes.py --protocol paper --tasks tfbind8 --seeds 1 2 3 \
+        --budget 32000 --out benchmarks/results/local_search_modes_paper
 """
 
 from __future__ import annotations
@@ -32,13 +41,18 @@ import torch
 from gfn import Trainer, TrainerConfig, seed_everything
 from gfn.envs.sequences import QM9Str, TFBind8
 from gfn.envs.sequences.data import full_code
-from gfn.local_search import LocalSearch
+from gfn.local_search import LocalSearch, PaperRounds
+from gfn.replay import RewardPrioritizedReplay
 from gfn.objectives import get_objective
 from report import write_json
 
 #: backtracking steps per task (TFBind8: K = 6 of 8 tokens did best in a sweep on seed 0, see the report)
 DEFAULT_K = {"tfbind8": 6, "qm9str": 2}
 METHODS = ("tb", "tb-rounds", "tb+ls")
+#: the authors' settings (ls_gfn: scripts/tfbind8.sh, exps/*/settings.yaml); K=3 is their k=4
+PAPER_DEFAULTS = {"k": 3, "mdp": "prepend_append", "lr": 1e-4, "lr_log_z": 1e-2, "hidden": 128,
+                  "epsilon": 0.01, "methods": ["tb", "tb+ls"]}
+LIBRARY_DEFAULTS = {"mdp": None, "lr": 1e-3, "lr_log_z": 0.1, "hidden": 256, "epsilon": 0.0, "methods": list(METHODS)}
 
 
 def make_env(task: str, data_dir: str | None, mdp: str | None = None):
@@ -68,8 +82,57 @@ class ModeCounter:
         return int((self.seen & self.is_mode).sum())
 
 
+def run_one_paper(task: str, method: str, seed: int, args) -> dict:
+    """The authors' protocol: whole rounds of ``--calls-per-round`` reward calls until the budget
+    is spent; ``evaluated`` = modes among all evaluated objects (the replay buffer holds them all)."""
+    torch.set_num_threads(1)
+    env = make_env(task, args.data_dir, args.mdp)
+    seed_everything(seed)
+    objective = get_objective("tb")
+    model = objective.build_model(env, hidden=args.hidden, n_layers=args.n_layers)
+    evaluated, trained = ModeCounter(env), ModeCounter(env)
+
+    def on_trained(trainer, batch):
+        trained.add(batch.terminal_states)
+        return batch
+
+    ls = None
+    if method == "tb+ls":
+        ls = LocalSearch(args.k if args.k > 0 else 3, args.ls_iterations, accept=args.accept)
+    elif method != "tb":
+        raise ValueError(f"--protocol paper compares tb and tb+ls, not {method!r}")
+    rounds = PaperRounds(n_calls=args.calls_per_round, steps_per_batch=args.steps_per_batch,
+                         replay_batch=args.replay_batch, local_search=ls, train_on=args.train_on)
+    trainer = Trainer(env, model, objective, TrainerConfig(batch_size=args.replay_batch, lr=args.lr,
+                                                           lr_log_z=args.lr_log_z, epsilon=args.epsilon),
+                      batch_hooks=[on_trained])
+    trainer.replay = RewardPrioritizedReplay(10 ** 7)
+    trainer.batch_source = rounds
+    curve = [{"reward_calls": 0, "evaluated": 0, "trained": 0}]
+    next_point = args.record_every
+    t0 = time.perf_counter()
+    while rounds.n_reward_calls < args.budget:
+        for _ in range(rounds.iterations_per_round):
+            trainer.train_step()
+        if rounds.n_reward_calls >= next_point or rounds.n_reward_calls >= args.budget:
+            evaluated.add(trainer.replay.states)
+            curve.append({"reward_calls": rounds.n_reward_calls, "evaluated": evaluated.found, "trained": trained.found})
+            next_point += args.record_every
+    out = {"task": task, "method": method, "seed": seed, "batch_size": rounds.m, "iterations": trainer.iteration,
+           "rounds": rounds.n_rounds, "reward_calls": rounds.n_reward_calls,
+           "modes_evaluated": evaluated.found, "modes_trained": trained.found, "n_modes": evaluated.n_modes,
+           "wall_s": time.perf_counter() - t0, "curve": curve}
+    if ls is not None:
+        out["ls_acceptance_rate"] = ls.acceptance_rate
+        out["k"], out["i"] = ls.k, ls.iterations
+    print(json.dumps({k: v for k, v in out.items() if k != "curve"}), flush=True)
+    return out
+
+
 def run_one(task: str, method: str, seed: int, args) -> dict:
     """Train one method on one task until the reward-call budget is spent; returns curves."""
+    if args.protocol == "paper":
+        return run_one_paper(task, method, seed, args)
     torch.set_num_threads(1)
     env = make_env(task, args.data_dir, args.mdp)
     seed_everything(seed)
@@ -172,7 +235,7 @@ def plot(summary: dict, path: str, title: str) -> None:
             s = summary[task].get(method)
             if s is None:
                 continue
-            label = f"{method} (evaluated)" if method == "tb+ls" else f"{method} (batch {s['batch_size']})"
+            label = f"{method} (evaluated)" if method == "tb+ls" else f"{method} ({s['batch_size']} samples/round)"
             ax.plot(s["reward_calls"], s["mean_evaluated"], color=color, label=label)
             if method == "tb+ls":
                 ax.plot(s["reward_calls"], s["mean_trained"], color=color, ls="--", label=f"{method} (trained on)")
@@ -189,30 +252,50 @@ def plot(summary: dict, path: str, title: str) -> None:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", nargs="+", default=["tfbind8", "qm9str"], choices=["tfbind8", "qm9str"])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--protocol", default="library", choices=["library", "paper"],
+                   help="library: LS as a batch hook, one step per batch; paper: the authors' rounds (see above)")
+    p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                   help="default: all three (library), tb and tb+ls (paper)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budget", type=int, default=32000, help="reward calls per run")
     p.add_argument("--batch-size", type=int, default=16, help="M: trajectories sampled per iteration/round")
-    p.add_argument("--k", type=int, default=0, help="backtrack steps (0: 6 for TFBind8, 2 for QM9str)")
+    p.add_argument("--k", type=int, default=None,
+                   help="backtrack steps, non-exit (default: library 6 for TFBind8, 2 for QM9str; paper 3 = their k=4)")
     p.add_argument("--ls-iterations", type=int, default=7, help="I: local-search moves per round")
     p.add_argument("--mdp", default=None, choices=["append", "prepend_append"],
-                   help="sequence MDP for every task (default: each task's default)")
-    p.add_argument("--accept", default="deterministic", choices=["deterministic", "mh"])
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-log-z", type=float, default=0.1)
-    p.add_argument("--hidden", type=int, default=256)
+                   help="sequence MDP for every task (default: library each task's default; paper prepend_append)")
+    p.add_argument("--accept", default="deterministic", choices=["deterministic", "mh", "barker"])
+    p.add_argument("--calls-per-round", type=int, default=32, help="paper: reward calls per round n = M (I + 1)")
+    p.add_argument("--steps-per-batch", type=int, default=3, help="paper: gradient steps per online / replay batch")
+    p.add_argument("--replay-batch", type=int, default=32, help="paper: prioritised replay batch per round")
+    p.add_argument("--train-on", default="all", choices=["all", "both", "refined"],
+                   help="paper: all evaluated objects, samples + final chain, or the final chain")
+    p.add_argument("--epsilon", type=float, default=None, help="exploration (default: library 0, paper 0.01)")
+    p.add_argument("--lr", type=float, default=None, help="default: library 1e-3, paper 1e-4")
+    p.add_argument("--lr-log-z", type=float, default=None, help="default: library 0.1, paper 1e-2")
+    p.add_argument("--hidden", type=int, default=None, help="default: library 256, paper 128")
     p.add_argument("--n-layers", type=int, default=2)
     p.add_argument("--record-every", type=int, default=1000, help="curve resolution in reward calls")
     p.add_argument("--data-dir", default=os.environ.get("GFN_DATA_DIR") or "../shared/data")
     p.add_argument("--out", default="benchmarks/results/local_search_modes", help="writes <out>.json and <out>.png")
     args = p.parse_args(argv)
+    defaults = PAPER_DEFAULTS if args.protocol == "paper" else LIBRARY_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.k is None:
+        args.k = 0  # library: per task (DEFAULT_K)
     runs = [run_one(task, method, seed, args) for task in args.tasks for seed in args.seeds for method in args.methods]
     summary = summarise(runs, args.budget, args.record_every)
     report = {"setting": {k: v for k, v in vars(args).items() if k != "out"}, "summary": summary, "runs": runs}
     write_json(args.out + ".json", report)
     ks = ", ".join(f"{t} K={args.k or DEFAULT_K[t]}" for t in args.tasks)
-    plot(summary, args.out + ".png", f"TB vs TB + local search ({ks}; I={args.ls_iterations}, {args.accept}), "
-                                     f"M={args.batch_size}, seeds {args.seeds}, equal reward calls")
+    if args.protocol == "paper":
+        plot(summary, args.out + ".png", f"authors' protocol: TB vs TB + LS ({ks}; I={args.ls_iterations}, {args.accept}), "
+                                         f"{args.calls_per_round} calls/round, seeds {args.seeds}")
+    else:
+        plot(summary, args.out + ".png", f"TB vs TB + local search ({ks}; I={args.ls_iterations}, {args.accept}), "
+                                         f"M={args.batch_size}, seeds {args.seeds}, equal reward calls")
     print(json.dumps({t: {m: ({k: v for k, v in s.items() if k.startswith("final")} if isinstance(s, dict) and "n_modes" in s else s)
                           for m, s in by.items()} for t, by in summary.items()}, indent=1))
     return report

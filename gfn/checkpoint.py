@@ -86,6 +86,9 @@ def stateful_hooks(trainer) -> dict:
         for i, h in enumerate(getattr(trainer, kind, []) or []):
             if callable(getattr(h, "state_dict", None)) and callable(getattr(h, "load_state_dict", None)):
                 out[f"{kind}/{i}/{type(h).__name__}"] = h
+    src = getattr(trainer, "batch_source", None)  # e.g. the local-search paper rounds
+    if callable(getattr(src, "state_dict", None)) and callable(getattr(src, "load_state_dict", None)):
+        out[f"batch_source/{type(src).__name__}"] = src
     return out
 
 

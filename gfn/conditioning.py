@@ -441,9 +441,12 @@ def apply_run_flags(cfg, trainer) -> RunExtensions:
     trainer's model (networks reused; the sampler follows and the optimiser is rebuilt), beta is
     drawn per trajectory from ``--beta-dist`` (``trainer.cond_fn``, unless one is set) and the
     rewards are tempered by the last batch hook.  ``--local-search K,I`` puts a
-    :class:`gfn.local_search.LocalSearch` hook first.  Call it before restoring a checkpoint.
+    :class:`gfn.local_search.LocalSearch` hook first, or, with ``--local-search-protocol paper``,
+    makes :class:`gfn.local_search.PaperRounds` the trainer's batch source (with a
+    reward-prioritised replay buffer).  Call it before restoring a checkpoint.
     """
-    from gfn.local_search import local_search_from_config
+    from gfn.local_search import local_search_from_config, paper_rounds_from_config
+    from gfn.replay import RewardPrioritizedReplay
     from gfn.trainer import make_optimizer
     mode = (getattr(cfg, "condition", "none") or "none").lower()
     if mode not in CONDITION_MODES:
@@ -475,6 +478,15 @@ def apply_run_flags(cfg, trainer) -> RunExtensions:
             trainer.batch_hooks.append(tempering)
             trainer.hooks.insert(0, tempering.restore)
     ls = local_search_from_config(cfg, tempered=mode != "none")
-    if ls is not None:
+    rounds = paper_rounds_from_config(cfg, ls)
+    if rounds is not None:  # --local-search-protocol paper: the rounds sample, search and replay
+        if trainer.replay is None:
+            capacity = int(getattr(cfg, "replay_capacity", 0) or 0) or 1_000_000
+            trainer.replay = RewardPrioritizedReplay(capacity)
+        elif not isinstance(trainer.replay, RewardPrioritizedReplay):
+            raise ValueError("--local-search-protocol paper replays with the reward-prioritised buffer: "
+                             "use --replay-policy prioritized (or no --replay-capacity)")
+        trainer.batch_source = rounds
+    elif ls is not None:
         trainer.batch_hooks.insert(0, ls)
     return RunExtensions(mode, sampler, ls, betas)

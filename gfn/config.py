@@ -22,6 +22,15 @@ from typing import Any, Optional, Sequence, Type, TypeVar
 T = TypeVar("T", bound="RunConfig")
 
 
+class ConfigError(ValueError):
+    """A user-facing configuration problem (bad value, missing file, unusable output directory):
+    the command line prints it as one line plus its ``hint``, without a traceback."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
 @dataclass
 class RunConfig:
     """Flags shared by every example: objective, optimisation, model size, exploration, output."""
@@ -43,6 +52,7 @@ class RunConfig:
     replay_capacity: int = field(default=0, metadata={"help": "replay buffer size (0: off)"})
     replay_fraction: float = field(default=0.5, metadata={"help": "fraction of each batch replayed"})
     replay_policy: str = field(default="fifo", metadata={"help": "replay buffer: fifo | top (highest rewards kept) | prioritized (half from the top 10%%, as in the papers)", "choices": ("fifo", "top", "prioritized")})
+    replay_extra: bool = field(default=False, metadata={"help": "replayed trajectories come on top of --batch-size fresh ones (the papers' online + offline batches) instead of replacing part of them"})
     grad_clip: float = field(default=10.0, metadata={"help": "gradient norm clip (<= 0: off)"})
     eval_every: int = field(default=0, metadata={"help": "evaluate metrics every N iterations (0: only at the end)"})
     log_every: int = field(default=10, metadata={"help": "log scalars every N iterations"})
@@ -53,7 +63,11 @@ class RunConfig:
     beta_dist: str = field(default="uniform:1,3", metadata={"help": "beta distribution for --condition: uniform:a,b | loguniform:a,b | expuniform:a,b | normal:mean,std[,low,high] | constant:b | anneal:start,end,steps[,linear|cosine|geometric]"})
     eval_betas: list = field(default_factory=list, metadata={"help": "betas at which exact metrics tv_exact_beta<b> are written (enumerable envs)"})
     local_search: list = field(default_factory=list, metadata={"help": "local search K,I: backtrack K steps, I refinements per batch (empty: off)"})
-    ls_accept: str = field(default="mh", metadata={"help": "local-search acceptance: mh (Metropolis-Hastings) | deterministic (R(x') > R(x))", "choices": ("mh", "deterministic")})
+    ls_accept: str = field(default="mh", metadata={"help": "local-search acceptance: mh (Metropolis-Hastings) | barker (alpha/(1+alpha), the authors' stochastic filter) | deterministic (R(x') > R(x))", "choices": ("mh", "barker", "deterministic")})
+    local_search_protocol: str = field(default="library", metadata={"help": "library (local search refines each batch, one gradient step) | paper (the authors' rounds: --ls-calls-per-round reward calls, --ls-steps-per-batch steps on them and on a prioritised replay batch of --batch-size)", "choices": ("library", "paper")})
+    ls_calls_per_round: int = field(default=32, metadata={"help": "paper protocol: reward calls per round n = M fresh samples + M*I candidates (a multiple of I+1)"})
+    ls_steps_per_batch: int = field(default=3, metadata={"help": "paper protocol: gradient steps on each online and each replay batch"})
+    ls_train_on: str = field(default="all", metadata={"help": "paper protocol: train on all evaluated objects (all) | samples + final chain (both) | final chain (refined)", "choices": ("all", "both", "refined")})
     checkpoint_every: int = field(default=1000, metadata={"help": "write a checkpoint every N iterations (0: only the final one)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many periodic checkpoints to keep"})
     resume: str = field(default="", metadata={"help": "run directory (or checkpoint file) to continue exactly; its config.json is the default config"})

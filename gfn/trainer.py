@@ -41,6 +41,10 @@ class TrainerConfig:
     replay_prioritized: bool = False  # shorthand for replay_policy="top"
     #: "fifo", "top" (keep the highest rewards) or "prioritized" (half from the top 10%, papers)
     replay_policy: str = "fifo"
+    #: True: every batch has ``batch_size`` fresh trajectories and the replayed ones come on top
+    #: (``replay_fraction`` of the whole batch, as the papers' online + offline batches);
+    #: False: the replayed ones replace part of the ``batch_size``
+    replay_extra: bool = False
     keep_log_probs: bool = False
     weight_decay: float = 0.0
 
@@ -100,13 +104,29 @@ class Trainer:
         self.replay = make_replay(policy, c.replay_capacity) if c.replay_capacity > 0 else None
         self.iteration = 0
         self.n_samples = 0  # terminal objects sampled on-policy so far
+        #: optional ``(trainer) -> TrajectoryBatch`` that replaces the sampling and replay of
+        #: :meth:`sample_batch` (it counts ``n_samples`` itself), e.g. the local-search rounds
+        #: of :class:`gfn.local_search.PaperRounds`; the batch hooks still run on its batches
+        self.batch_source: Optional[Callable] = None
 
     # ------------------------------------------------------------------ one iteration
     def sample_batch(self) -> TrajectoryBatch:
         """On-policy trajectories, plus backward-sampled replays when a buffer is used."""
+        if self.batch_source is not None:
+            batch = self.batch_source(self)
+            for hook in self.batch_hooks:
+                batch = hook(self, batch)
+            return batch
         c = self.config
         n = c.batch_size
-        n_replay = int(round(n * c.replay_fraction)) if self.replay is not None and len(self.replay) > 0 else 0
+        replaying = self.replay is not None and len(self.replay) > 0
+        if c.replay_extra:
+            if not 0 <= c.replay_fraction < 1:
+                raise ValueError(f"replay_extra needs 0 <= replay_fraction < 1, got {c.replay_fraction}")
+            n_replay = int(round(n * c.replay_fraction / (1 - c.replay_fraction))) if replaying else 0
+            n = n + n_replay
+        else:
+            n_replay = int(round(n * c.replay_fraction)) if replaying else 0
         n_fresh = n - n_replay
         cond = self.cond_fn(n) if self.cond_fn is not None else None
         exploration = Exploration(c.temperature, c.epsilon)
