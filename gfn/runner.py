@@ -18,6 +18,7 @@ import torch
 
 from gfn import distributed
 from gfn.conditioning import apply_run_flags
+from gfn.preferences import PREF_MODES, apply_preference_flags
 from gfn.config import RunConfig, config_to_dict
 from gfn.run_logging import RunLogger
 from gfn.session import RunSession, exit_code
@@ -90,7 +91,10 @@ def run(cfg: RunConfig, env, metrics_fn: Optional[MetricsFn] = None, *, model=No
             model = model or model2
         trainer = Trainer(env, model, objective, trainer_config(cfg), cond_fn=cond_fn,
                           batch_hooks=list(batch_hooks), hooks=list(hooks))
-    extensions = apply_run_flags(cfg, trainer)  # --condition, --beta-dist, --eval-betas, --local-search
+    if getattr(cfg, "condition", "none") in PREF_MODES:  # vector rewards: preference conditioning
+        extensions = apply_preference_flags(cfg, trainer)
+    else:
+        extensions = apply_run_flags(cfg, trainer)  # --condition, --beta-dist, --eval-betas, --local-search
     fresh_warning = session.fresh_run_warning()
     session.attach(trainer)  # data-parallel wiring; restores the checkpoint when resuming
     model = trainer.model
