@@ -276,3 +276,140 @@ def test_local_search_spec_must_be_integers(spec):
     with pytest.raises(ValueError, match="two positive integers"):
         parse_local_search(spec)
     assert parse_local_search([3.0, 2]) == (3, 2)
+
+
+# ------------------------------------------------------------------------ K semantics, Barker, the paper protocol
+class SeqTableReward(Reward):
+    """log R of a fixed-length sequence from a random table over its base-V code."""
+
+    def __init__(self, vocab: int, length: int, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.powers = vocab ** torch.arange(length - 1, -1, -1)
+        self.table = torch.randn(vocab ** length, generator=g)
+
+    def log_reward(self, states):
+        return self.table[(states * self.powers).sum(-1)]
+
+
+def test_k_counts_non_exit_steps_on_the_append_mdp():
+    """K=3 on an append MDP of fixed length 8: x' keeps the first five tokens of x and each of
+    the last three positions does change in some moves (the authors' k=4 is this K=3)."""
+    from gfn.envs.sequences import SequenceEnv
+    env = SequenceEnv(4, 8, 8, mdp="append", reward=SeqTableReward(4, 8))
+    model = fixed_random_model(env, seed=3, scale=0.3)
+    sampler = Sampler(env, model)
+    batch = sampler.sample(400)
+    x = batch.terminal_states
+    _, _, new = LocalSearch(3, 1, accept="deterministic").move(sampler, x, batch.log_rewards)
+    x_new = new.terminal_states
+    assert torch.equal(x_new[:, :5], x[:, :5])
+    changed = (x_new != x).any(0)
+    assert changed.tolist() == [False] * 5 + [True] * 3
+    assert bool(((new.lengths - 1) == 8).all())  # full trajectories from s_0, never pieces
+
+
+def test_barker_chain_leaves_the_reward_distribution_invariant():
+    env = LevelGrid(ndim=3, height=5, depth=4, seed=1)
+    model = fixed_random_model(env, seed=0, scale=1.0)
+    target = metrics.target_distribution(env)
+    p_barker, ls = run_chain(env, model, k=2, steps=200, n_chains=1000, burn_in=100, accept="barker")
+    assert metrics.tv(p_barker, target) <= 0.05, metrics.tv(p_barker, target)
+    assert 0.05 < ls.acceptance_rate < 0.95
+
+
+def test_barker_accepts_with_probability_alpha_over_one_plus_alpha():
+    from gfn.local_search import accept_barker
+    n = 200_000
+    z = torch.zeros(n)
+    log_alpha = torch.full((n,), 0.7)
+    acc = accept_barker(z, log_alpha, z, z, z, z, torch.ones(n, dtype=torch.bool),
+                        generator=torch.Generator().manual_seed(0))
+    expected = 1 / (1 + torch.exp(torch.tensor(-0.7))).item()
+    assert abs(acc.double().mean().item() - expected) < 0.005
+    assert not accept_barker(z, log_alpha, z, z, z, z, torch.zeros(n, dtype=torch.bool)).any()
+
+
+def _paper_trainer(env, rounds, replay_batch=5):
+    from gfn import Trainer, TrainerConfig
+    from gfn.replay import RewardPrioritizedReplay
+    obj = get_objective("tb")
+    model = obj.build_model(env, hidden=16, n_layers=1)
+    seen = []
+
+    def record(trainer, batch):
+        seen.append(batch)
+        return batch
+    trainer = Trainer(env, model, obj, TrainerConfig(batch_size=replay_batch), batch_hooks=[record])
+    trainer.replay = RewardPrioritizedReplay(10_000)
+    trainer.batch_source = rounds
+    return trainer, seen
+
+
+@pytest.mark.parametrize("with_ls", [True, False])
+def test_paper_protocol_spends_exactly_n_reward_calls_per_round(count_reward_calls, with_ls):
+    from gfn.local_search import PaperRounds
+    from gfn.envs.sequences import SequenceEnv
+    env = SequenceEnv(3, 4, 4, mdp="append", reward=SeqTableReward(3, 4))
+    calls = count_reward_calls(env)
+    ls = LocalSearch(2, 3, accept="barker") if with_ls else None
+    rounds = PaperRounds(n_calls=8, steps_per_batch=2, replay_batch=5, local_search=ls)
+    trainer, seen = _paper_trainer(env, rounds)
+    assert rounds.iterations_per_round == 4
+    for r in range(3):
+        for _ in range(rounds.iterations_per_round):
+            trainer.train_step()
+        assert sum(calls) == 8 * (r + 1) == rounds.n_reward_calls
+    assert trainer.iteration == 12 and rounds.n_rounds == 3 and rounds.phase == 0
+    assert trainer.n_samples == 3 * (2 if with_ls else 8)  # M = n / (I + 1) fresh samples per round
+    # each round: the same online batch (all n evaluated objects) for 2 steps, then one replay batch for 2
+    assert [b.batch_size for b in seen[:4]] == [8, 8, 5, 5]
+    assert seen[0] is seen[1] and seen[2] is seen[3] and seen[0] is not seen[4]
+    # every evaluated object went to the replay buffer
+    assert len(trainer.replay) == len(torch.unique(torch.cat([b.terminal_states for b in seen[::4]]), dim=0))
+    if with_ls:
+        assert ls.n_reward_calls == 3 * 6
+
+
+def test_paper_protocol_errors_and_config_wiring():
+    from gfn.config import RunConfig
+    from gfn.conditioning import apply_run_flags
+    from gfn.local_search import PaperRounds
+    from gfn.replay import RewardPrioritizedReplay
+    from gfn import Trainer, TrainerConfig
+    with pytest.raises(ValueError, match="multiple of I \\+ 1 = 8"):
+        PaperRounds(n_calls=30, local_search=LocalSearch(3, 7))
+    with pytest.raises(ValueError, match="train_on"):
+        PaperRounds(train_on="accepted")
+    env = HyperGrid(2, 4)
+    obj = get_objective("tb")
+    trainer = Trainer(env, obj.build_model(env, hidden=8, n_layers=1), obj, TrainerConfig(batch_size=4))
+    cfg = RunConfig(local_search=[2, 3], local_search_protocol="paper", ls_calls_per_round=8, ls_accept="barker",
+                    batch_size=4)
+    ext = apply_run_flags(cfg, trainer)
+    assert isinstance(trainer.batch_source, PaperRounds) and trainer.batch_source.m == 2
+    assert trainer.batch_source.local_search is ext.local_search and not trainer.batch_hooks
+    assert isinstance(trainer.replay, RewardPrioritizedReplay)
+    trainer.train(12)
+    assert trainer.batch_source.n_reward_calls == 16 and ext.metrics(trainer)["ls_reward_calls"] == 12
+    fifo = Trainer(env, obj.build_model(env, hidden=8, n_layers=1), obj,
+                   TrainerConfig(batch_size=4, replay_capacity=10))
+    with pytest.raises(ValueError, match="prioritized"):
+        apply_run_flags(cfg, fifo)
+
+
+def test_paper_benchmark_spends_whole_rounds(tmp_path, data_dir):
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import local_search_modes as bench
+    report = bench.main(["--protocol", "paper", "--tasks", "tfbind8", "--seeds", "0", "--budget", "96",
+                         "--hidden", "16", "--record-every", "32", "--steps-per-batch", "1",
+                         "--data-dir", str(data_dir), "--out", str(tmp_path / "lsp")])
+    s = report["setting"]
+    assert (s["k"], s["mdp"], s["lr"], s["epsilon"]) == (3, "prepend_append", 1e-4, 0.01)
+    by_method = {r["method"]: r for r in report["runs"]}
+    assert set(by_method) == {"tb", "tb+ls"}
+    assert by_method["tb+ls"]["batch_size"] == 4 and by_method["tb"]["batch_size"] == 32
+    for r in by_method.values():
+        assert r["reward_calls"] == 96 and r["rounds"] == 3 and r["iterations"] == 6
+    assert (tmp_path / "lsp.json").is_file() and (tmp_path / "lsp.png").is_file()
