@@ -65,3 +65,8 @@ register_env("line", Line)
 register_env("ising", Ising)
 from gfn.envs.molecules import MoleculeEnv  # noqa: E402  (RDKit is imported lazily, only for rewards)
 register_env("molecules", MoleculeEnv)
+
+# Bayesian structure learning (issue 21)
+from gfn.envs.dag import DAGEnv  # noqa: E402
+register_env("dag", DAGEnv)
+__all__ += ["DAGEnv"]

@@ -34,3 +34,7 @@ __all__ += [
     "SubTrajectoryBalance", "node_potentials", "subtb_from_potentials", "FlowMatching", "ForwardLookingDB",
     "ForwardLookingSubTB", "slice_trajectories", "QuantileMatching", "ModifiedDB", "MaxEntTB", "VarGrad",
 ]
+
+# variational-inference objectives (issue 21)
+from gfn.objectives.vi import ForwardKL, ReverseKL, ReweightedWakeSleep  # noqa: E402
+__all__ += ["ReverseKL", "ForwardKL", "ReweightedWakeSleep"]
