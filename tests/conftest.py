@@ -10,13 +10,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-#: benchmark data shared beside the repository (absent: data tests skip)
-DATA_DIR = pathlib.Path(os.environ.get("GFN_DATA_DIR", REPO.parent / "shared" / "data"))
+#: benchmark data: $GFN_DATA_DIR when set, else the copy shipped in the package (envs/data)
+DATA_DIR = pathlib.Path(os.environ.get("GFN_DATA_DIR") or REPO / "envs" / "data")
 
 
 @pytest.fixture
 def data_dir():
-    """Path to ../shared/data; skips the test when it is absent."""
+    """The data root ($GFN_DATA_DIR or the packaged copy); skips the test when it is absent."""
     if not DATA_DIR.exists():
         pytest.skip(f"benchmark data not found at {DATA_DIR}")
     return DATA_DIR

@@ -9,7 +9,6 @@ left attachment of the next.  1 - Tanimoto on Morgan fingerprints (radius 2, 204
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from functools import lru_cache
@@ -17,7 +16,8 @@ from typing import Optional, Sequence
 
 import torch
 from gfn.envs.sequences.base import SequenceEnv
-from gfn.envs.sequences.data import LookupReward, data_file, full_code, read_lines
+from gfn.envs.sequences.data import (DataError, LookupReward, check_duplicates, check_values, data_file, full_code,
+                                     open_text, read_sequences)
 
 from gfn.env import EnvError
 
@@ -31,24 +31,58 @@ EXPONENT = 5.0
 PROXY_MIN = 1e-3
 
 
+#: plausible range of the proxy (the table spans about -2.8 .. 17.4); values outside are a broken file
+PROXY_RANGE = (-100.0, 100.0)
+
+
 @lru_cache(maxsize=4)
 def load_proxy(path: str) -> torch.Tensor:
-    """Proxy score of all 161,051 strings (float64, indexed by base-11 code)."""
-    proxy = torch.full((11 ** LENGTH,), float("nan"), dtype=torch.float64)
-    with gzip.open(path, "rt") as f:
-        header = f.readline().rstrip("\n").split("\t")
+    """Proxy score of all 161,051 strings (float64, indexed by base-11 code).
+
+    Malformed lines, strings that are not 5 letters of ``0123456789a``, non-finite or
+    out-of-range proxies, a string given two different proxies and strings left without a value
+    raise :class:`DataError` naming the file and line.
+    """
+    xs, vals, lines = [], [], []
+    letters = set(ALPHABET)
+    with open_text(path) as f:
+        header = f.readline().rstrip("\r\n").split("\t")
         if header[:2] != ["x", "proxy"]:
-            raise EnvError(f"{path}: expected columns 'x' and 'proxy', got {header}")
-        xs, vals = [], []
-        for line in f:
-            x, v = line.rstrip("\n").split("\t")[:2]
+            raise DataError(f"{path}: expected columns 'x' and 'proxy', got {header}")
+        for lineno, line in enumerate(f, 2):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\r\n").split("\t")
+            if len(parts) < 2:
+                raise DataError(f"{path}, line {lineno}: expected 2 tab-separated columns (x, proxy), got {line.strip()!r}")
+            x = parts[0]
+            if len(x) != LENGTH or set(x) - letters:
+                raise DataError(f"{path}, line {lineno}: {x!r} is not a string of {LENGTH} letters over {ALPHABET}")
+            try:
+                vals.append(float(parts[1]))
+            except ValueError:
+                raise DataError(f"{path}, line {lineno}: proxy {parts[1]!r} is not a number") from None
             xs.append(x)
-            vals.append(float(v))
-    codes = [int(x, 11) for x in xs]  # the alphabet 0..9a is exactly base-11 notation
-    proxy[torch.tensor(codes)] = torch.tensor(vals, dtype=torch.float64)
+            lines.append(lineno)
+    values = torch.tensor(vals, dtype=torch.float64)
+    codes = torch.tensor([int(x, 11) for x in xs], dtype=torch.long)  # 0..9a is exactly base-11 notation
+    check_values(values, lines, path, "proxy", *PROXY_RANGE)
+    check_duplicates(codes, values, lines, path, describe=lambda c: f"string {_decode(c)!r}")
+    proxy = torch.full((11 ** LENGTH,), float("nan"), dtype=torch.float64)
+    proxy[codes] = values
     if torch.isnan(proxy).any():
-        raise EnvError(f"{path}: {int(torch.isnan(proxy).sum())} of {11 ** LENGTH} strings have no proxy value")
+        missing = _decode(int(torch.isnan(proxy).nonzero()[0, 0]))
+        raise DataError(f"{path}: {int(torch.isnan(proxy).sum())} of {11 ** LENGTH} strings have no proxy value "
+                        f"(e.g. {missing!r})")
     return proxy
+
+
+def _decode(code: int) -> str:
+    out = []
+    for _ in range(LENGTH):
+        code, d = divmod(code, 11)
+        out.append(ALPHABET[d])
+    return "".join(reversed(out))
 
 
 def qm9str_log_rewards(proxy: torch.Tensor) -> torch.Tensor:
@@ -63,7 +97,7 @@ class QM9Str(SequenceEnv):
     def __init__(self, data_dir: Optional[str] = None, mdp: str = "prepend_append",
                  device: str | torch.device = "cpu"):
         table = qm9str_log_rewards(load_proxy(str(data_file(data_dir, REWARDS, "QM9str"))))
-        modes = read_lines(data_file(data_dir, MODES, "QM9str"))
+        modes = read_sequences(data_file(data_dir, MODES, "QM9str"), ALPHABET, LENGTH)
         super().__init__(11, LENGTH, LENGTH, mdp=mdp, reward=LookupReward(table, 11, LENGTH),
                          alphabet=ALPHABET, device=device)
         self.data_dir = data_dir
@@ -86,7 +120,7 @@ class BlockMolecules:
             raise ImportError("QM9str diversity needs RDKit: pip install rdkit") from e
         RDLogger.DisableLog("rdApp.*")
         self._Chem = Chem
-        with open(data_file(data_dir, BLOCKS, "QM9str")) as f:
+        with open_text(data_file(data_dir, BLOCKS, "QM9str")) as f:
             spec = json.load(f)
         self.blocks = [Chem.MolFromSmiles(spec["block_smi"][str(i)]) for i in range(len(ALPHABET))]
         self.attach = [tuple(spec["block_r"][str(i)]) for i in range(len(ALPHABET))]

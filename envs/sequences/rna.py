@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import torch
 from gfn.envs.sequences.base import SequenceEnv
-from gfn.envs.sequences.data import data_file, full_code, read_lines
+from gfn.envs.sequences.data import data_file, full_code, read_sequences
 
 from gfn.env import EnvError, Reward
 
@@ -128,7 +128,8 @@ class RNABinding(SequenceEnv):
         super().__init__(4, LENGTH, LENGTH, mdp=mdp, reward=RNABindingReward(self.score, self.f_max),
                          alphabet=ALPHABET, device=device)
         if target == "L14_RNA1":
-            self.mode_states = self.from_strings(read_lines(data_file(data_dir, RNA1_MODES, "RNA-binding L14_RNA1")))
+            modes = read_sequences(data_file(data_dir, RNA1_MODES, "RNA-binding L14_RNA1"), ALPHABET, LENGTH)
+            self.mode_states = self.from_strings(modes)
             self.mode_log_reward_threshold = None
         else:
             self.mode_states = None

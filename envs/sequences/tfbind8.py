@@ -14,9 +14,9 @@ from typing import Optional
 
 import torch
 from gfn.envs.sequences.base import SequenceEnv
-from gfn.envs.sequences.data import LookupReward, data_file, full_code, read_lines
+from gfn.envs.sequences.data import (DataError, LookupReward, check_duplicates, check_values, data_file, full_code,
+                                     open_text, read_sequences)
 
-from gfn.env import EnvError
 
 ALPHABET = "ACGT"
 TABLE = "tfbind8/SIX6_REF_R1_8mers.tsv"
@@ -33,29 +33,62 @@ def _code(s: str) -> int:
     return v
 
 
+def _decode(code: int) -> str:
+    return "".join(ALPHABET[(code >> (2 * (7 - i))) & 3] for i in range(8))
+
+
+#: PBM E-scores lie in [-0.5, 0.5] by definition (a rank statistic); anything else is a broken table
+E_SCORE_RANGE = (-0.5, 0.5)
+
+
 @lru_cache(maxsize=4)
 def load_escores(path: str) -> torch.Tensor:
-    """E-score of all 65,536 8-mers (float64, indexed by base-4 code with A,C,G,T = 0..3)."""
-    e = torch.full((4 ** 8,), float("nan"), dtype=torch.float64)
-    with open(path) as f:
+    """E-score of all 65,536 8-mers (float64, indexed by base-4 code with A,C,G,T = 0..3).
+
+    Reads any PBM 8-mer table (plain or gzipped; columns 8-mer, reverse complement, E-score, ...).
+    Malformed lines, foreign letters, non-finite or out-of-range E-scores, an 8-mer given two
+    different E-scores and 8-mers left without a score raise :class:`DataError` naming the line.
+    """
+    codes, vals, lines = [], [], []
+    with open_text(path) as f:
         header = f.readline()
         if "E-score" not in header:
-            raise EnvError(f"{path}: expected a header with an 'E-score' column, got {header.strip()!r}")
-        for line in f:
-            parts = line.split("\t")
-            if len(parts) < 3:
+            raise DataError(f"{path}: expected a header with an 'E-score' column, got {header.strip()!r}")
+        for lineno, line in enumerate(f, 2):
+            if not line.strip():
                 continue
-            val = float(parts[2])
-            e[_code(parts[0])] = val
-            e[_code(parts[1])] = val
+            parts = line.rstrip("\r\n").split("\t")
+            if len(parts) < 3:
+                raise DataError(f"{path}, line {lineno}: expected at least 3 tab-separated columns "
+                                f"(8-mer, reverse complement, E-score), got {len(parts)}: {line.strip()!r}")
+            for kmer in parts[:2]:
+                if len(kmer) != 8 or set(kmer) - set(ALPHABET):
+                    raise DataError(f"{path}, line {lineno}: {kmer!r} is not an 8-mer over {ALPHABET}")
+            try:
+                val = float(parts[2])
+            except ValueError:
+                raise DataError(f"{path}, line {lineno}: E-score {parts[2]!r} is not a number") from None
+            codes += [_code(parts[0]), _code(parts[1])]
+            vals += [val, val]
+            lines += [lineno, lineno]
+    values = torch.tensor(vals, dtype=torch.float64)
+    keys = torch.tensor(codes, dtype=torch.long)
+    check_values(values, lines, path, "E-score", *E_SCORE_RANGE)
+    check_duplicates(keys, values, lines, path, describe=lambda c: f"8-mer {_decode(c)}")
+    e = torch.full((4 ** 8,), float("nan"), dtype=torch.float64)
+    e[keys] = values
     if torch.isnan(e).any():
-        raise EnvError(f"{path}: {int(torch.isnan(e).sum())} of 65,536 8-mers have no E-score")
+        missing = _decode(int(torch.isnan(e).nonzero()[0, 0]))
+        raise DataError(f"{path}: {int(torch.isnan(e).sum())} of 65,536 8-mers have no E-score (e.g. {missing})")
     return e
 
 
 def tfbind8_log_rewards(escores: torch.Tensor) -> torch.Tensor:
     """log R for all 8-mers from their E-scores (README transform, max R = 10)."""
-    r = (escores - escores.min()) / (escores.max() - escores.min())
+    lo, hi = float(escores.min()), float(escores.max())
+    if not hi > lo:
+        raise DataError(f"all 8-mers have the same E-score {lo}: the table cannot define a reward")
+    r = (escores - lo) / (hi - lo)
     return math.log(MAX_REWARD) + EXPONENT * r.clamp(min=R_MIN).log()
 
 
@@ -64,7 +97,7 @@ class TFBind8(SequenceEnv):
 
     def __init__(self, data_dir: Optional[str] = None, mdp: str = "append", device: str | torch.device = "cpu"):
         table = tfbind8_log_rewards(load_escores(str(data_file(data_dir, TABLE, "TFBind8"))))
-        modes = read_lines(data_file(data_dir, MODES, "TFBind8"))
+        modes = read_sequences(data_file(data_dir, MODES, "TFBind8"), ALPHABET, 8)
         super().__init__(4, 8, 8, mdp=mdp, reward=LookupReward(table, 4, 8), alphabet=ALPHABET, device=device)
         self.log_reward_table = table
         self.mode_states = self.from_strings(modes)
