@@ -25,7 +25,16 @@ Weightings (``w_d = lambda^d`` for the geometric ones, ``w_d = 1`` for the equal
   over trajectories;
 * ``geometric``: ``sum w delta^2 / sum w`` over all sub-trajectories of the batch at once
   (long trajectories weigh more);
-* ``equal_within`` / ``equal``: the same with ``lambda = 1`` (plain means of ``delta^2``).
+* ``equal_within`` / ``equal``: the same with ``lambda = 1`` (plain means of ``delta^2``);
+* ``per_length``: torchgfn's historical ``"geometric"`` (the weighting of the commit that added
+  SubTB there, used by papers run on it): the mean of ``delta^2`` over all sub-trajectories of
+  ``l`` transitions in the batch, for each ``l = 1..T`` (T: the longest trajectory of the batch,
+  exit included), combined with weights ``lambda^(l-1) (1 - lambda) / (1 - lambda^T)`` (``1/T``
+  at ``lambda = 1``).  Note that this is *not* this library's ``geometric``: here every length
+  gets its weight whatever the number of its sub-trajectories, and the weight of a length does
+  not decay with ``lambda^l`` relative to the others in the same way.  Its per-length sums are
+  evaluated in float64 from prefix sums and the diagonal sums of ``A^T A`` (``O(B T + T^2)``
+  memory).
 
 ``lambda > 1`` is legal (it favours long sub-trajectories; large ``lambda^T`` is evaluated in
 float64, and an error is raised beyond float64 range); ``lambda = 1`` is handled without any
@@ -44,7 +53,7 @@ from gfn.trajectories import TrajectoryBatch
 from gfn.objectives.base import Objective, register_objective
 from gfn.objectives.common import as_bool, as_float
 
-WEIGHTINGS = ("geometric_within", "geometric", "equal", "equal_within")
+WEIGHTINGS = ("geometric_within", "geometric", "equal", "equal_within", "per_length")
 
 # lambda^(T) beyond exp(_F32_LOG_MAX) is evaluated in float64; beyond exp(_F64_LOG_MAX) we refuse
 _F32_LOG_MAX = 60.0
@@ -185,6 +194,46 @@ def packed_pair_sums(a: torch.Tensor, valid: torch.Tensor, n_nodes: torch.Tensor
     return ops.subtb_pair_sum(packed, ops.lengths_to_ptr(n_nodes.clamp(min=0)), lam)
 
 
+def per_length_subtb(a: torch.Tensor, n_nodes: torch.Tensor, lam: float) -> torch.Tensor:
+    """torchgfn's historical ``"geometric"`` SubTB (``weighting="per_length"``): for each
+    sub-trajectory length l = 1..T the mean of ``(a_i - a_{i+l})^2`` over the batch, weighted by
+    ``lambda^(l-1) (1 - lambda) / (1 - lambda^T)``.  ``a`` [B, M] padded potentials."""
+    out_dtype = a.dtype
+    B, M = a.shape
+    T = int(n_nodes.max()) - 1 if B > 0 else 0
+    if T < 1:
+        return a.sum() * 0.0
+    log_span = (T - 1) * abs(math.log(lam))
+    if log_span > _F64_LOG_MAX:
+        raise ValueError(f"SubTB per_length weights lambda^T = {lam}^{T} leave float64; use a lambda closer to 1")
+    dev = a.device
+    valid = torch.arange(M, device=dev).unsqueeze(0) < n_nodes.unsqueeze(1)
+    a = a.double()
+    a = torch.where(valid, a - a[:, :1].detach(), torch.zeros((), dtype=a.dtype, device=dev))
+    lengths = torch.arange(1, T + 1, device=dev)                               # l = 1..T
+    # squares: sum over pairs (i, i + l) of a_i^2 + a_{i+l}^2 from per-trajectory prefix sums
+    prefix = torch.nn.functional.pad(torch.cumsum(a * a, 1), (1, 0))           # P(k) = sum_{i<k} a_i^2
+    n = n_nodes.unsqueeze(1)
+    lo = (n - lengths.unsqueeze(0)).clamp(min=0)                               # pairs start at i < n - l
+    first = prefix.gather(1, lo)
+    second = prefix.gather(1, n.expand(B, T)) - prefix.gather(1, torch.minimum(lengths.unsqueeze(0), n))
+    squares = (first + second).sum(0)
+    # cross terms: sum_b sum_i a_i a_{i+l} = the l-th superdiagonal sum of A^T A (padding is 0)
+    gram = a[:, :T + 1].T @ a[:, :T + 1]
+    idx = torch.arange(T + 1, device=dev)
+    lag = idx.unsqueeze(0) - idx.unsqueeze(1)                                  # j - i at [i, j]
+    upper = lag > 0
+    cross = torch.zeros(T + 1, dtype=a.dtype, device=dev).index_add(0, lag[upper], gram[upper])[1:]
+    counts = lo.sum(0).to(a.dtype)                                             # sub-trajectories of length l
+    per_length = (squares - 2.0 * cross) / counts
+    lam64 = torch.tensor(float(lam), dtype=torch.float64, device=dev)
+    if lam == 1.0:
+        weights = torch.full((T,), 1.0 / T, dtype=torch.float64, device=dev)
+    else:
+        weights = lam64 ** (lengths - 1).double() * (1 - lam64) / (1 - lam64 ** T)
+    return (per_length * weights).sum().to(out_dtype)
+
+
 def subtb_from_potentials(a: torch.Tensor, n_nodes: torch.Tensor, lamda: float,
                           weighting: str = "geometric_within") -> torch.Tensor:
     """SubTB loss from padded potentials ``a`` [B, M] (entries past ``n_nodes`` are ignored), in closed form."""
@@ -193,6 +242,8 @@ def subtb_from_potentials(a: torch.Tensor, n_nodes: torch.Tensor, lamda: float,
     lam = 1.0 if weighting.startswith("equal") else float(lamda)
     if not (lam > 0 and math.isfinite(lam)):
         raise ValueError(f"SubTB lambda must be finite and > 0, got {lamda}")
+    if weighting == "per_length":
+        return per_length_subtb(a, n_nodes, lam)
     B, M = a.shape
     out_dtype = a.dtype
     log_span = (M - 1) * math.log(lam) if lam > 1 else 0.0

@@ -28,6 +28,7 @@ def layout_batch(lengths, complete, log_rewards):
 def slow_subtb(batch, log_pf, log_pb, log_flow, log_r, lam, weighting, first=None):
     """Every sub-trajectory i < j of every trajectory, one at a time, straight from the definition."""
     per_traj, total, total_w = [], 0.0, 0.0
+    by_length: dict = {}  # per_length: every delta^2 of each sub-trajectory length, over the batch
     for b in range(batch.batch_size):
         r0, L = int(batch.ptr[b]), int(batch.lengths[b])
         n = L + int(batch.is_complete[b])
@@ -47,9 +48,15 @@ def slow_subtb(batch, log_pf, log_pb, log_flow, log_r, lam, weighting, first=Non
                 delta = flow(i) + fwd - flow(j) - bwd
                 wt = 1.0 if weighting.startswith("equal") else lam ** (j - i)
                 s, w = s + wt * delta ** 2, w + wt
+                by_length.setdefault(j - i, []).append(delta ** 2)
         if w > 0:
             per_traj.append(s / w)
         total, total_w = total + s, total_w + w
+    if weighting == "per_length":  # torchgfn's historical "geometric", written out
+        t_max = max(by_length)
+        assert sorted(by_length) == list(range(1, t_max + 1))
+        norm = sum(lam ** (l - 1) for l in range(1, t_max + 1))   # = (1 - lam^T) / (1 - lam)
+        return sum(lam ** (l - 1) / norm * torch.stack(by_length[l]).mean() for l in range(1, t_max + 1))
     return torch.stack(per_traj).mean() if weighting.endswith("_within") else total / total_w
 
 
@@ -193,7 +200,8 @@ def per_row_reference_terms(model, batch):
 
 
 @pytest.mark.parametrize("lam,weighting,use_log_z", [(0.9, "geometric_within", False), (2.0, "geometric", True),
-                                                     (1.0, "equal_within", False), (0.5, "equal", True)])
+                                                     (1.0, "equal_within", False), (0.5, "equal", True),
+                                                     (0.9, "per_length", False), (1.0, "per_length", True)])
 def test_objective_end_to_end_matches_reference_on_sampled_batch(lam, weighting, use_log_z):
     env = HyperGrid64(ndim=2, height=4)
     obj = get_objective("subtb", lamda=lam, weighting=weighting, use_log_z=use_log_z)
@@ -258,3 +266,19 @@ def test_pair_sum_reference_padding_does_not_poison_short_segments():
     assert torch.allclose(out.double(), ref, rtol=1e-5)
     with pytest.raises(ValueError, match="overflows"):
         ops.subtb_pair_sum(a.half(), ptr, 2.0)  # 2^19 > float16's max
+
+
+def test_per_length_is_torchgfns_historical_geometric_and_not_ours():
+    """per_length weights each length's *mean*: a batch of one long and many short trajectories
+    gives a different loss from the library's geometric (pooled over all sub-trajectories)."""
+    batch = layout_batch([1, 1, 1, 1, 7], [True] * 5, None)
+    pf, pb, fl, lr = random_rows(batch, seed=5)
+    a, n = node_potentials(batch, pf, pb, fl, lr)
+    ours = subtb_from_potentials(a, n, 0.9, "geometric")
+    theirs = subtb_from_potentials(a, n, 0.9, "per_length")
+    assert torch.allclose(theirs, slow_subtb(batch, pf, pb, fl, lr, 0.9, "per_length"), rtol=1e-12)
+    assert not torch.allclose(ours, theirs, rtol=1e-3)
+    # float32 input: the per-length sums are formed in float64
+    a32 = a.detach().float() + 1e4
+    assert torch.allclose(subtb_from_potentials(a32, n, 0.9, "per_length").double(),
+                          subtb_from_potentials(a.detach() + 1e4, n, 0.9, "per_length"), rtol=1e-3)
