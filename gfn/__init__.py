@@ -25,3 +25,11 @@ __all__ = [
     "TrajectoryBatch", "Sampler", "Exploration", "ReplayBuffer", "RewardPrioritizedReplay", "make_replay", "Trainer", "TrainerConfig",
     "make_optimizer", "check_env", "CheckReport", "seed_everything",
 ]
+
+
+def __getattr__(name):
+    """``gfn.load_run``: imported on first use (it pulls in the run machinery)."""
+    if name == "load_run":
+        from gfn.load import load_run
+        return load_run
+    raise AttributeError(f"module 'gfn' has no attribute {name!r}")

@@ -11,8 +11,11 @@ loads with ``torch.load(weights_only=True)``:
 * ``checksum``: a hash of everything above, so a flipped byte is caught, not loaded.
 
 Files live in ``<run>/checkpoints/step_<iteration>.pt``; ``<run>/checkpoints/latest`` names
-the newest.  Each is written to a temporary file, fsynced and renamed into place, so a crash
-mid-write never leaves a truncated checkpoint under a checkpoint's name.
+the newest (only a ``step_<n>.pt`` file of that folder is followed).  Each is written to a fresh
+temporary file (``tempfile``, exclusive create, never through an existing name or link) in the
+same folder, fsynced and renamed into place, so a crash mid-write never leaves a truncated
+checkpoint under a checkpoint's name; the next run removes stale temporary files.  Model and
+optimizer tensors must be finite: a diverged model is never written, nor loaded.
 
 :func:`restore_checkpoint` validates *everything* (model keys, shapes and dtypes, optimizer
 groups and state shapes, replay states, RNG states, hooks, world size, configuration) before it
@@ -28,6 +31,7 @@ import os
 import random
 import re
 import signal
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -176,19 +180,50 @@ def checksum(payload: dict) -> str:
     return h.hexdigest()
 
 
+# ---------------------------------------------------------------------------- finiteness
+def non_finite_entries(payload: dict) -> list[str]:
+    """Names of the model and optimizer-state tensors of ``payload`` that hold NaN or +-inf."""
+    bad = []
+    model = payload.get("model")
+    if isinstance(model, dict):
+        bad += [f"model/{k}" for k, v in model.items()
+                if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    opt = payload.get("optimizer")
+    state = opt.get("state") if isinstance(opt, dict) else None
+    if isinstance(state, dict):
+        for pid, st in state.items():
+            if isinstance(st, dict):
+                bad += [f"optimizer/state/{pid}/{k}" for k, v in st.items()
+                        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return bad
+
+
 # ---------------------------------------------------------------------------- files
+TEMP_SUFFIX = ".tmp"
+_TEMP_RE = re.compile(r"^\..+\.tmp[^/]*$")  # also the older ".step_<n>.pt.tmp<pid>" names
+_STEP_RE = re.compile(r"step_\d+\.pt")
+
+
+def is_checkpoint_file_name(name: str) -> bool:
+    """A file name that the checkpoint folder's writer owns: ``step_<n>.pt``, ``latest``, or a
+    temporary file of an interrupted write."""
+    return bool(_STEP_RE.fullmatch(name)) or name == LATEST or bool(_TEMP_RE.match(name))
+
+
 def _atomic_write(path: str, write) -> None:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    # mkstemp: an unpredictable name created with O_EXCL, so no existing file or link is followed
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=d)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.remove(tmp)
     try:  # make the rename durable
         fd = os.open(d, os.O_RDONLY)
@@ -200,9 +235,33 @@ def _atomic_write(path: str, write) -> None:
         pass
 
 
+def atomic_write_text(path: str, text: str) -> None:
+    """Write a small text file (config.json, metrics.json) atomically, like a checkpoint."""
+    _atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def remove_stale_temp_files(run_dir: str) -> list[str]:
+    """Delete temporary files left in ``<run_dir>/checkpoints`` and ``run_dir`` by an interrupted
+    write (call it while holding the run directory's lock); returns the removed paths."""
+    removed = []
+    for d, prefixes in ((checkpoint_dir(run_dir), ("",)), (run_dir, (".config.json.", ".metrics.json."))):
+        if os.path.isdir(d):
+            for n in os.listdir(d):
+                p = os.path.join(d, n)
+                if _TEMP_RE.match(n) and n.startswith(prefixes) and (os.path.isfile(p) or os.path.islink(p)):
+                    os.remove(p)
+                    removed.append(p)
+    return removed
+
+
 def save_checkpoint(path: str, payload: dict) -> str:
-    """Write ``payload`` atomically with its checksum; returns ``path``."""
+    """Write ``payload`` atomically with its checksum; returns ``path``.  A payload with non-finite
+    model or optimizer tensors (a diverged run) is refused with :class:`CheckpointError`."""
     payload = dict(payload)
+    bad = non_finite_entries(payload)
+    if bad:
+        raise CheckpointError(f"refusing to write {path}: non-finite values (NaN or inf) in {', '.join(bad[:5])}"
+                              + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
     payload["checksum"] = checksum(payload)  # also checks every leaf is weights_only-loadable
     _atomic_write(path, lambda f: torch.save(payload, f))
     return path
@@ -232,6 +291,10 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict:
     if actual != payload["checksum"]:
         raise CheckpointError(f"checkpoint {path} is corrupted: checksum mismatch "
                               f"(stored {payload['checksum']}, computed {actual})")
+    bad = non_finite_entries(payload)
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite values (NaN or inf) in {', '.join(bad[:5])}; "
+                              "it comes from a diverged run and is not loaded")
     return payload
 
 
@@ -245,7 +308,7 @@ def list_checkpoints(run_dir: str) -> list[str]:
     d = checkpoint_dir(run_dir)
     if not os.path.isdir(d):
         return []
-    files = [f for f in os.listdir(d) if re.fullmatch(r"step_\d+\.pt", f)]
+    files = [f for f in os.listdir(d) if _STEP_RE.fullmatch(f)]
     return [os.path.join(d, f) for f in sorted(files, key=lambda f: int(f[5:-3]))]
 
 
@@ -258,11 +321,17 @@ def find_checkpoint(path: str) -> str:
     d = checkpoint_dir(path) if os.path.isdir(checkpoint_dir(path)) else path
     latest = os.path.join(d, LATEST)
     if os.path.isfile(latest):
-        with open(latest) as f:
-            name = f.read().strip()
+        with open(latest, errors="replace") as f:
+            name = f.read(256).strip()
+        if not _STEP_RE.fullmatch(name):
+            raise CheckpointError(f"{latest} names {name!r}, which is not a step_<n>.pt file of that folder; "
+                                  "pass the checkpoint file to --resume instead")
         target = os.path.join(d, name)
         if not os.path.isfile(target):
             raise CheckpointError(f"{latest} names {name}, which does not exist")
+        if os.path.dirname(os.path.realpath(target)) != os.path.realpath(d):
+            raise CheckpointError(f"{latest} names {name}, a link to a file outside {d}; "
+                                  "pass the checkpoint file to --resume instead")
         return target
     found = list_checkpoints(os.path.dirname(d)) if os.path.basename(d) == CHECKPOINT_DIR else []
     if not found:
@@ -409,9 +478,45 @@ def _check_rank_state(rs: Any, trainer, problems: list[str]) -> None:
                 problems.append(f"hook {k}: state keys {sorted(saved)} in the checkpoint, {sorted(live)} now")
 
 
+def _check_structure(payload: Any) -> list[str]:
+    """The parts of a checkpoint have the container types the checks below read."""
+    if not isinstance(payload, dict):
+        return ["the checkpoint is not a mapping"]
+    problems = []
+    for key, kind in (("model", dict), ("optimizer", dict), ("rank_states", list), ("config", dict),
+                      ("runner", dict), ("meta", dict)):
+        if key in payload and not isinstance(payload[key], kind):
+            problems.append(f"entry {key!r} is a {type(payload[key]).__name__}, not a {kind.__name__}")
+    if isinstance(payload.get("rank_states"), list):
+        for r, rs in enumerate(payload["rank_states"]):
+            if not isinstance(rs, dict):
+                problems.append(f"rank state {r} is a {type(rs).__name__}, not a dict")
+                continue
+            for key in ("trainer", "rng", "hooks"):
+                if key not in rs:
+                    problems.append(f"rank state {r} has no {key!r}")
+                elif not isinstance(rs[key], dict):
+                    problems.append(f"rank state {r} entry {key!r} is a {type(rs[key]).__name__}, not a dict")
+    if not isinstance(payload.get("iteration"), int):
+        problems.append("the iteration is not an int")
+    return problems
+
+
 def validate_checkpoint(payload: dict, trainer, config: Optional[dict] = None, world_size: int = 1,
                         path: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` listing every way ``payload`` does not fit this run."""
+    """Raise :class:`CheckpointError` listing every way ``payload`` does not fit this run (a
+    malformed file included: never another exception type)."""
+    _fail(path, _check_structure(payload))
+    try:
+        _validate(payload, trainer, config, world_size, path)
+    except CheckpointError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+        raise CheckpointError(f"cannot resume from {path}: it is malformed ({type(e).__name__}: {e}); "
+                              "nothing was loaded") from e
+
+
+def _validate(payload: dict, trainer, config: Optional[dict], world_size: int, path: str) -> None:
     problems: list[str] = []
     if payload.get("world_size", 1) != world_size or len(payload["rank_states"]) != world_size:
         problems.append(f"the checkpoint was written by {payload.get('world_size')} process(es) but this run "

@@ -3,9 +3,15 @@
     gfn train --env hypergrid --ndim 2 --height 8 --objective subtb --iterations 2000
     gfn train --config runs/hypergrid-.../config.json --out runs/again   # reproduce a run
     gfn train --resume runs/hypergrid-...  --iterations 4000             # continue it exactly
+    gfn sample --run runs/hypergrid-... -n 1000 --out samples.csv        # draw from a trained run
     gfn envs                        # registered environments and their parameters
     gfn objectives                  # registered objectives and their parameters
     gfn check-env mymodule:MyEnv    # conformance suite on your own environment
+
+User errors (bad values, files, directories, checkpoints) print one line and a hint, exit status 2;
+``--debug`` shows the traceback instead.  An environment given as ``module:Class`` or
+``file.py:Class`` is user code: it is imported only when named on the command line (``--env``),
+never because a config file or a resumed run names it, unless ``--trust-code`` is given.
 
 ``gfn train`` uses the same configuration system as the example scripts (:mod:`gfn.config`):
 the shared :class:`~gfn.config.RunConfig` flags plus one flag per constructor parameter of
@@ -31,7 +37,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from gfn.config import RunConfig, load_config_file, parse_config, resume_defaults
+from gfn.config import ConfigError, RunConfig, load_config_file, parse_config, resume_defaults
 from gfn.states import batch_index
 
 #: exact metrics are computed for enumerable environments up to this many states
@@ -55,8 +61,23 @@ def env_factory(name: str):
     if ":" in name:
         return load_target(name)
     if name not in envs.list_envs():
-        raise SystemExit(f"gfn: unknown environment {name!r}; registered: {', '.join(envs.list_envs())}")
+        raise ConfigError(f"unknown environment {name!r}; registered: {', '.join(envs.list_envs())}",
+                          hint="`gfn envs` lists them; your own class is --env path/file.py:Class")
     return envs.env_factory(name)
+
+
+def is_user_code(env_name: str) -> bool:
+    """True for ``module:Class`` / ``file.py:Class`` (code to import), False for registered names."""
+    return ":" in str(env_name)
+
+
+def check_env_source(env_name: str, source: str, trust_code: bool) -> None:
+    """Refuse an environment that names user code when it comes from a file (``source``) rather
+    than the command line, unless ``--trust-code`` was given."""
+    if is_user_code(env_name) and not trust_code:
+        raise ConfigError(f"{source} names the environment {env_name!r}, which is code to import; "
+                          "gfn imports code only when the command line asks for it",
+                          hint=f"pass --trust-code if you trust that code, or --env {env_name}")
 
 
 def _simple_type(tp) -> Optional[type]:
@@ -138,8 +159,13 @@ def build_env(cfg: TrainConfig):
             kwargs[shared] = getattr(cfg, shared)
     missing = [k for k, v in kwargs.items() if v is None and params[k].default is inspect.Parameter.empty]
     if missing:
-        raise SystemExit(f"gfn: environment {cfg.env!r} needs " + ", ".join(f"--{m.replace('_', '-')}" for m in missing))
-    return factory(**kwargs)
+        raise ConfigError(f"environment {cfg.env!r} needs " + ", ".join(f"--{m.replace('_', '-')}" for m in missing))
+    try:
+        return factory(**kwargs)
+    except (ValueError, TypeError) as e:  # the environment refuses its parameters (EnvError is a ValueError)
+        detail = " ".join(str(e).split())
+        raise ConfigError(f"invalid parameters for environment {cfg.env!r}: {detail}",
+                          hint=f"`gfn train --env {cfg.env} --help` lists them with their defaults") from e
 
 
 # ---------------------------------------------------------------------------- generic metrics
@@ -270,22 +296,32 @@ def _peek(argv: Sequence[str], flag: str) -> Optional[str]:
 def cmd_train(argv: Sequence[str]) -> int:
     """``gfn train``: train any registered environment; prints the final metrics as JSON."""
     argv = list(argv)
+    trust_code = "--trust-code" in argv
+    argv = [a for a in argv if a != "--trust-code"]
     env_name = _peek(argv, "--env")
     if env_name is None:
         cfg_file, resume = _peek(argv, "--config"), _peek(argv, "--resume")
+        if resume and not os.path.exists(resume):
+            raise ConfigError(f"--resume {resume}: no such run directory or checkpoint file")
         if cfg_file:
             env_name = load_config_file(cfg_file).get("env")
+            check_env_source(env_name, f"config file {cfg_file}", trust_code)
         elif resume:
             env_name = resume_defaults(resume).get("env")
+            check_env_source(env_name, f"the run configuration of --resume {resume}", trust_code)
+    if env_name is not None and not isinstance(env_name, str):
+        raise ConfigError(f"env must be a string, got {env_name!r}")
     if not env_name:
         if "-h" in argv or "--help" in argv:
             parse_config(TrainConfig, argv, description=cmd_train.__doc__)
         import gfn.envs as envs
         print(f"gfn train: choose an environment with --env NAME ({', '.join(envs.list_envs())}); "
-              "`gfn train --env NAME --help` lists its flags", file=sys.stderr)
+              "`gfn train --env NAME --help` lists its flags (--trust-code: allow --config/--resume to name "
+              "module:Class code)", file=sys.stderr)
         return 2
     cls = train_config_class(env_name)
-    cfg = parse_config(cls, argv, description=f"Train a GFlowNet on the {env_name!r} environment.")
+    cfg = parse_config(cls, argv, description=f"Train a GFlowNet on the {env_name!r} environment.",
+                       exit_on_error=False)
     cfg.env = env_name
     env = build_env(cfg)
     tracker, metrics_fn, images_fn = make_metrics(env, cfg.top_k)
@@ -343,8 +379,11 @@ def load_target(spec: str):
     mod_name, _, attr = spec.rpartition(":")
     if mod_name.endswith(".py") or os.sep in mod_name:
         if not os.path.isfile(mod_name):
-            raise SystemExit(f"gfn: no such file {mod_name}")
+            raise ConfigError(f"no such file {mod_name}")
         name = os.path.splitext(os.path.basename(mod_name))[0]
+        folder = os.path.dirname(os.path.abspath(mod_name))
+        if folder not in sys.path:  # the file imports its sibling modules, as `python file.py` would
+            sys.path.insert(0, folder)
         spec_ = importlib.util.spec_from_file_location(name, mod_name)
         module = importlib.util.module_from_spec(spec_)
         sys.modules[name] = module
@@ -352,9 +391,15 @@ def load_target(spec: str):
     else:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        module = importlib.import_module(mod_name)
+        try:
+            module = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name and mod_name.startswith(e.name):
+                raise ConfigError(f"no module named {mod_name!r} (from {spec!r})",
+                                  hint="give a file instead: path/to/file.py:Class") from e
+            raise
     if not hasattr(module, attr):
-        raise SystemExit(f"gfn: module {mod_name} has no attribute {attr!r}")
+        raise ConfigError(f"module {mod_name} has no attribute {attr!r}")
     return getattr(module, attr)
 
 
@@ -368,6 +413,7 @@ def cmd_check_env(argv: Sequence[str]) -> int:
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="constructor argument (repeatable)")
     p.add_argument("--n-trajectories", type=int, default=64, help="random trajectories to walk")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
     ns = p.parse_args(argv)
     factory = load_target(ns.target)
     env = factory(**_parse_kv(ns.arg)) if callable(factory) else factory
@@ -376,7 +422,36 @@ def cmd_check_env(argv: Sequence[str]) -> int:
     return 0 if report.ok else 1
 
 
-COMMANDS = {"train": cmd_train, "envs": cmd_envs, "objectives": cmd_objectives, "check-env": cmd_check_env}
+def cmd_sample(argv: Sequence[str]) -> int:
+    """``gfn sample --run DIR -n N --out FILE.csv``: draw N objects from a trained run's policy."""
+    import argparse
+    from gfn.load import load_run, write_samples_csv
+    p = argparse.ArgumentParser(prog="gfn sample", description=cmd_sample.__doc__)
+    p.add_argument("--run", required=True, help="run directory of `gfn train` (or one of its checkpoint files)")
+    p.add_argument("-n", "--n", type=int, default=1000, help="objects to draw (default 1000)")
+    p.add_argument("--out", required=True, help="CSV file to write (one row per object)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
+    p.add_argument("--batch-size", type=int, default=1000, help="objects drawn per call")
+    p.add_argument("--beta", type=float, default=None, help="inverse temperature of a conditional (--condition) model")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--trust-code", action="store_true", help="import the run's module:Class environment")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
+    ns = p.parse_args(argv)
+    if ns.n < 1 or ns.batch_size < 1:
+        raise ConfigError(f"-n and --batch-size must be >= 1; got {ns.n} and {ns.batch_size}")
+    if os.path.isdir(ns.out) or (os.path.exists(ns.out) and not ns.overwrite):
+        raise ConfigError(f"--out {ns.out} already exists", hint="choose another file, or pass --overwrite")
+    if not os.path.exists(ns.run):
+        raise ConfigError(f"--run {ns.run}: no such run directory or checkpoint file")
+    loaded = load_run(ns.run, device=ns.device, trust_code=ns.trust_code)
+    n = write_samples_csv(loaded, ns.out, ns.n, seed=ns.seed, batch_size=ns.batch_size, beta=ns.beta)
+    print(f"wrote {n} samples of {ns.run} (iteration {loaded.iteration}) to {ns.out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "envs": cmd_envs, "objectives": cmd_objectives,
+            "check-env": cmd_check_env}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -390,11 +465,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\n".join(lines), file=sys.stdout if not argv or argv[0] in ("-h", "--help") else sys.stderr)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     from gfn.checkpoint import CheckpointError
+    from gfn.trainer import TrainingDiverged
+    debug = "--debug" in argv
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except CheckpointError as e:  # a user-facing condition, not a bug: no traceback
-        print(f"gfn {argv[0]}: error: {e}", file=sys.stderr)
-        return 2
+    except (ConfigError, CheckpointError, TrainingDiverged) as e:  # user-facing conditions, not bugs
+        if debug:
+            raise
+        message = " ".join(str(e).split()) if not isinstance(e, CheckpointError) else str(e)
+        print(f"gfn {argv[0]}: error: {message}", file=sys.stderr)
+        hint = getattr(e, "hint", "")
+        if hint:
+            print(f"  hint: {hint}", file=sys.stderr)
+        return 1 if isinstance(e, TrainingDiverged) else 2
 
 
 if __name__ == "__main__":

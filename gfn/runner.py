@@ -3,7 +3,9 @@
 It seeds everything, builds the objective and model from the config, runs the generic
 :class:`~gfn.trainer.Trainer` with a progress bar and TensorBoard logging, evaluates
 ``metrics_fn`` periodically and at the end, and writes ``metrics.json`` and ``config.json``
-into the run directory.
+into the run directory.  Nothing is written before the run is accepted (configuration, output
+directory and resumed checkpoint checked); the run directory is locked while the run writes.
+A non-finite loss or parameters stop it with :class:`~gfn.trainer.TrainingDiverged`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import torch
 from gfn import distributed
 from gfn.conditioning import apply_run_flags
 from gfn.preferences import PREF_MODES, apply_preference_flags
-from gfn.config import RunConfig, config_to_dict
+from gfn.checkpoint import atomic_write_text
+from gfn.config import RunConfig, check_config, check_objective
+from gfn.rundir import check_output_dir
 from gfn.run_logging import RunLogger
 from gfn.session import RunSession, exit_code
-from gfn.trainer import Trainer, TrainerConfig
+from gfn.trainer import Trainer, TrainerConfig, TrainingDiverged
 from gfn.utils import seed_everything
 
 MetricsFn = Callable[[Trainer], dict]
@@ -76,32 +80,39 @@ def run(cfg: RunConfig, env, metrics_fn: Optional[MetricsFn] = None, *, model=No
         images_fn: Optional[Callable[[Trainer], dict]] = None, name: str = "run",
         trainer: Optional[Trainer] = None) -> dict:
     """Train ``env`` as configured by ``cfg``; returns the final metrics (also in metrics.json)."""
-    session = RunSession(cfg)  # joins the torchrun process group; reads the --resume checkpoint
-    seed_everything(cfg.seed)
+    # nothing is written until the run is accepted: configuration, objective, output directory
+    # and (when resuming) the whole checkpoint are checked first
+    check_config(cfg)  # fields may have been changed since the config was built
     out = cfg.out or default_run_dir(name)
     cfg.out = out
+    if objective is None and trainer is None:
+        check_objective(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_output_dir(out, resume=bool(getattr(cfg, "resume", "")), overwrite=getattr(cfg, "overwrite", False))
+    session = RunSession(cfg)  # joins the torchrun process group; reads the --resume checkpoint
+    try:
+        seed_everything(cfg.seed)
+        if trainer is None:
+            if objective is None or model is None:
+                obj2, model2 = build_objective_and_model(cfg, env)
+                objective = objective or obj2
+                model = model or model2
+            trainer = Trainer(env, model, objective, trainer_config(cfg), cond_fn=cond_fn,
+                              batch_hooks=list(batch_hooks), hooks=list(hooks))
+        if getattr(cfg, "condition", "none") in PREF_MODES:  # vector rewards: preference conditioning
+            extensions = apply_preference_flags(cfg, trainer)
+        else:
+            extensions = apply_run_flags(cfg, trainer)  # --condition, --beta-dist, --eval-betas, --local-search
+        session.attach(trainer)  # data-parallel wiring; validates and restores the checkpoint when resuming
+        session.open_run_dir()  # accepted: lock the directory (clear it on --overwrite)
+    except BaseException:
+        session.close()
+        raise
     if session.is_main:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "config.json"), "w") as f:
-            json.dump(session.config_dict(), f, indent=2)
-    if trainer is None:
-        if objective is None or model is None:
-            obj2, model2 = build_objective_and_model(cfg, env)
-            objective = objective or obj2
-            model = model or model2
-        trainer = Trainer(env, model, objective, trainer_config(cfg), cond_fn=cond_fn,
-                          batch_hooks=list(batch_hooks), hooks=list(hooks))
-    if getattr(cfg, "condition", "none") in PREF_MODES:  # vector rewards: preference conditioning
-        extensions = apply_preference_flags(cfg, trainer)
-    else:
-        extensions = apply_run_flags(cfg, trainer)  # --condition, --beta-dist, --eval-betas, --local-search
-    fresh_warning = session.fresh_run_warning()
-    session.attach(trainer)  # data-parallel wiring; restores the checkpoint when resuming
+        atomic_write_text(os.path.join(out, "config.json"), json.dumps(session.config_dict(), indent=2))
     model = trainer.model
     logger = RunLogger(out, enabled=session.is_main, purge_step=session.purge_step)
-    logger.text(f"config: {json.dumps(config_to_dict(cfg))}")
-    if fresh_warning:
-        logger.text(f"warning: {fresh_warning}")
+    logger.text(f"config: {json.dumps(session.config_dict())}")
     if session.resumed:
         logger.text(f"resumed from {session.resume_path} at iteration {trainer.iteration}")
     if session.dist.enabled:
@@ -170,16 +181,24 @@ def run(cfg: RunConfig, env, metrics_fn: Optional[MetricsFn] = None, *, model=No
             if session.stop_requested():
                 stopped = True
                 break
+        # the final checkpoint comes before the final evaluation, so a killed evaluation loses nothing
+        if trainer.iteration != session.last_saved:
+            path = session.save(trainer, runner_state())
+            logger.text(f"checkpoint: {path}")
+    except TrainingDiverged as e:
+        last = f"; the last checkpoint is at iteration {session.last_saved}" if session.last_saved >= 0 else ""
+        e.args = (f"{e.args[0]}{last}",)
+        logger.text(f"error: {e} ({e.hint})")
+        logger.close()
+        session.close()
+        raise
     except BaseException:
+        logger.close()
         session.close()  # put the signal handlers back before the error propagates
         raise
     finally:
         if bar is not None:
             bar.close()
-    # the final checkpoint comes before the final evaluation, so a killed evaluation loses nothing
-    if trainer.iteration != session.last_saved:
-        path = session.save(trainer, runner_state())
-        logger.text(f"checkpoint: {path}")
     session.stop.restore()
     wall = runner_state()["wall_s"]
     final = {"iterations": trainer.iteration, "wall_s": wall,
@@ -200,8 +219,7 @@ def run(cfg: RunConfig, env, metrics_fn: Optional[MetricsFn] = None, *, model=No
     logger.scalars(final, trainer.iteration, prefix="final/")
     logger.close()
     if session.is_main:
-        with open(os.path.join(out, "metrics.json"), "w") as f:
-            json.dump(_jsonable(final), f, indent=2)
+        atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(_jsonable(final), indent=2))
     session.close(barrier=True)
     if stopped:
         raise SystemExit(exit_code(signum))

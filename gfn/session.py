@@ -8,9 +8,11 @@ from typing import Optional
 
 from gfn import distributed
 from gfn.checkpoint import (CheckpointManager, GracefulStop, build_checkpoint, capture_rng_state,
-                            find_checkpoint, list_checkpoints, load_checkpoint, rank_state,
-                            restore_checkpoint, restore_rng_state)
+                            find_checkpoint, load_checkpoint, non_finite_entries, rank_state,
+                            remove_stale_temp_files, restore_checkpoint, restore_rng_state)
 from gfn.config import RunConfig, config_to_dict
+from gfn.rundir import RunDirLock, check_output_dir, clear_run_files
+from gfn.trainer import TrainingDiverged
 
 
 class RunSession:
@@ -29,6 +31,7 @@ class RunSession:
         self.stop = GracefulStop()
         self.last_saved = -1
         self.runner_state: dict = dict((self.payload or {}).get("runner") or {})
+        self.lock: Optional[RunDirLock] = None
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -49,18 +52,32 @@ class RunSession:
         else:
             self.manager = CheckpointManager(self.cfg.out, keep)
 
-    def fresh_run_warning(self) -> Optional[str]:
-        """A note when a new (not resumed) run writes into a directory holding checkpoints."""
-        if not self.resumed and list_checkpoints(self.cfg.out):
-            return (f"{self.cfg.out} already holds checkpoints of an earlier run; this new run overwrites "
-                    "'latest' (use --resume to continue it, or --out for a new directory)")
-        return None
+    def open_run_dir(self) -> None:
+        """Called once the run is accepted (configuration checked, checkpoint validated and
+        restored): lock the run directory, clear an earlier run's files on ``--overwrite`` and
+        remove temporary files of interrupted writes.  Only the main rank writes."""
+        if not self.is_main:
+            return
+        out = self.cfg.out
+        check_output_dir(out, resume=self.resumed, overwrite=getattr(self.cfg, "overwrite", False))
+        self.lock = RunDirLock(out).acquire()
+        try:  # again under the lock: another run may have written in between
+            check_output_dir(out, resume=self.resumed, overwrite=getattr(self.cfg, "overwrite", False),
+                             check_lock=False)
+        except BaseException:
+            self.lock.release()
+            raise
+        if getattr(self.cfg, "overwrite", False) and not self.resumed:
+            clear_run_files(out)
+        remove_stale_temp_files(out)
 
     def config_dict(self) -> dict:
         """The configuration as stored in checkpoints and config.json (``resume`` cleared)."""
         d = config_to_dict(self.cfg)
         if "resume" in d:
             d["resume"] = ""
+        if "overwrite" in d:
+            d["overwrite"] = False  # repeating a run from its config.json never replaces files silently
         return d
 
     @property
@@ -75,7 +92,13 @@ class RunSession:
         return every > 0 and iteration % every == 0 and iteration != self.last_saved
 
     def save(self, trainer, runner_state: dict) -> Optional[str]:
-        """Collective: gather every rank's state; rank 0 writes the checkpoint.  Returns its path."""
+        """Collective: gather every rank's state; rank 0 writes the checkpoint.  Returns its path.
+        Non-finite parameters or optimizer state raise :class:`TrainingDiverged` instead (every
+        rank holds the same parameters, so every rank raises)."""
+        bad = non_finite_entries({"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict()})
+        if bad:
+            raise TrainingDiverged(trainer.iteration, f"non-finite values in {', '.join(bad[:3])}"
+                                   + (f" and {len(bad) - 3} more" if len(bad) > 3 else ""))
         states = distributed.gather_to_main(self.dist, rank_state(trainer))
         self.last_saved = trainer.iteration
         if not self.is_main:
@@ -108,6 +131,9 @@ class RunSession:
         """Restore signal handlers and leave the process group (``barrier``: after a normal
         finish, wait for every rank first)."""
         self.stop.restore()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
         distributed.cleanup(self.dist, barrier=barrier)
 
 

@@ -73,6 +73,16 @@ def clip_grad_norm(params: list, max_norm: float) -> torch.Tensor:
     return total
 
 
+class TrainingDiverged(FloatingPointError):
+    """Training produced a non-finite loss or non-finite parameters at ``iteration``."""
+
+    hint = "lower --lr or --lr-log-z (or keep --grad-clip on) and start again, or --resume the last good checkpoint"
+
+    def __init__(self, iteration: int, what: str):
+        super().__init__(f"training diverged at iteration {iteration}: {what}")
+        self.iteration = iteration
+
+
 @dataclass
 class StepInfo:
     """What one training iteration produced."""
@@ -158,7 +168,7 @@ class Trainer:
         loss = self.objective.loss(self.model, batch)
         loss_value = float(loss.detach())  # the one host sync of the step
         if not math.isfinite(loss_value):
-            raise FloatingPointError(f"non-finite loss {loss_value} at iteration {self.iteration}")
+            raise TrainingDiverged(self.iteration + 1, f"the loss is {loss_value}")
         t2 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -237,3 +237,89 @@ def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
     it = ck["iteration"]
     assert gfn_main(["train", "--resume", str(out), "--iterations", str(it + 3), "--no-progress"]) == 0
     assert load_checkpoint(find_checkpoint(str(out)))["iteration"] == it + 3
+
+
+# ---------------------------------------------------------------------------- confinement, temp files (issue 16)
+def test_latest_cannot_point_outside_the_checkpoint_folder(tmp_path, saved):
+    path, t = saved
+    run = tmp_path / "run"
+    CheckpointManager(str(run)).save(build_checkpoint(t))
+    other = tmp_path / "other_run" / "checkpoints"
+    other.mkdir(parents=True)
+    save_checkpoint(str(other / "step_00000009.pt"), build_checkpoint(t))
+    for name in ("../../other_run/checkpoints/step_00000009.pt", str(other / "step_00000009.pt"), "latest"):
+        (run / "checkpoints" / "latest").write_text(name)
+        with pytest.raises(CheckpointError, match="latest"):
+            find_checkpoint(str(run))
+
+
+def test_temporary_files_are_not_opened_through_symlinks(tmp_path, saved):
+    path, t = saved
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    d = tmp_path / "run" / "checkpoints"
+    d.mkdir(parents=True)
+    for name in (f".step_00000003.pt.tmp{os.getpid()}", f".latest.tmp{os.getpid()}"):
+        os.symlink(victim, d / name)  # the names the old writer used
+    CheckpointManager(str(tmp_path / "run")).save(build_checkpoint(t))
+    assert victim.read_text() == "precious"
+    assert (d / "latest").read_text() == "step_00000003.pt"
+
+
+def test_stale_temporary_files_are_removed_on_the_next_start(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert gfn_main(COMMON + ["--iterations", "4", "--out", str(out)]) == 0
+    stale = out / "checkpoints" / ".step_00000008.pt.tmpab12cd"
+    stale.write_bytes(b"half a checkpoint")
+    assert gfn_main(["train", "--resume", str(out), "--iterations", "6", "--no-progress"]) == 0
+    assert not stale.exists()
+
+
+def _resave_raw(path, payload):
+    from gfn.checkpoint import checksum
+    payload["checksum"] = checksum(payload)  # a well-formed file with a valid checksum
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("damage", ["meta", "trainer", "hooks", "config", "rank_states", "model", "optimizer"])
+def test_malformed_parts_raise_the_checkpoint_error(saved, damage):
+    path, _ = saved
+    payload = torch.load(path, weights_only=True)
+    if damage in ("trainer", "hooks"):
+        payload["rank_states"][0][damage] = [1, 2]
+    else:
+        payload[damage] = "oops" if damage != "config" else [1, 2]
+    _resave_raw(path, payload)
+    t = small_trainer(replay=20)
+    snap = snapshot(t)
+    with pytest.raises(CheckpointError):
+        restore_checkpoint(load_checkpoint(path), t, config={"hidden": 32, "lr": 1e-3})
+    assert_unchanged(t, snap)
+
+
+# ---------------------------------------------------------------------------- divergence (issue 16)
+def test_non_finite_checkpoints_are_never_written_nor_loaded(tmp_path, saved):
+    path, t = saved
+    with torch.no_grad():
+        next(t.model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match="non-finite"):
+        save_checkpoint(str(tmp_path / "nan.pt"), build_checkpoint(t))
+    assert not (tmp_path / "nan.pt").exists()
+    payload = torch.load(path, weights_only=True)
+    key = next(iter(payload["model"]))
+    payload["model"][key].view(-1)[0] = float("inf")
+    _resave_raw(path, payload)
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_checkpoint(path)
+
+
+def test_divergence_stops_with_one_clear_message(tmp_path, capsys):
+    out = tmp_path / "r"
+    # an absurd log Z learning rate: log Z leaves float32 range after one Adam step
+    rc = gfn_main(COMMON + ["--iterations", "50", "--lr-log-z", "1e39", "--checkpoint-every", "1", "--out", str(out)])
+    assert rc == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "Traceback" not in " ".join(err) and len(err) <= 2
+    assert "diverged at iteration" in err[0] and "--lr-log-z" in " ".join(err)
+    for p in (out / "checkpoints").glob("step_*.pt"):
+        load_checkpoint(str(p))  # every checkpoint that exists is finite and loads
