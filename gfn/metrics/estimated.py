@@ -304,7 +304,9 @@ def _logmeanexp(x: torch.Tensor) -> float:
 
 def log_z_from_log_weights(log_w: torch.Tensor) -> dict:
     """``log_z_elbo`` (mean), ``log_z_iw`` (logmeanexp) and ``ess`` ((sum w)^2 / sum w^2 / n) of
-    forward log-weights; -inf weights (invalid objects) count as weight 0."""
+    forward log-weights, with standard errors ``log_z_elbo_se`` (std(log w) / sqrt(n)) and
+    ``log_z_iw_se`` (delta method: sqrt((1 / ess - 1) / n)); -inf weights (invalid objects) count
+    as weight 0."""
     if log_w.numel() == 0:
         raise ValueError("log_z_from_log_weights needs at least one log-weight")
     if bool(torch.isnan(log_w).any()):
@@ -316,7 +318,10 @@ def log_z_from_log_weights(log_w: torch.Tensor) -> dict:
         ess = 0.0
     else:
         ess = math.exp(2 * float(torch.logsumexp(lw, 0)) - float(torch.logsumexp(2 * lw, 0))) / n
-    return {"log_z_elbo": float(lw.mean()), "log_z_iw": iw, "ess": ess}
+    elbo_se = float(lw.std() / math.sqrt(n)) if n > 1 and bool(torch.isfinite(lw).all()) else float("inf")
+    iw_se = math.sqrt(max(1.0 / ess - 1.0, 0.0) / n) if ess > 0 else float("inf")
+    return {"log_z_elbo": float(lw.mean()), "log_z_iw": iw, "ess": ess, "log_z_elbo_se": elbo_se,
+            "log_z_iw_se": iw_se}
 
 
 def log_z_estimates(env: Env, model, n: int = 10_000, cond: Optional[torch.Tensor] = None,
@@ -331,25 +336,32 @@ def log_z_estimates(env: Env, model, n: int = 10_000, cond: Optional[torch.Tenso
 
 
 @torch.no_grad()
-def log_z_eubo(env: Env, model, x: States, cond: Optional[torch.Tensor] = None,
-               log_reward_fn: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
-               chunk: int = 16384) -> float:
-    """Evidence upper bound ``mean_x [log R(x) + log P_B(tau | x) - log P_F(tau)]``, ``tau ~ P_B(. | x)``,
-    over exact target samples ``x`` (>= log Z in expectation: the gap is KL(target || model) on paths)."""
+def backward_log_weights(env: Env, model, x: States, cond: Optional[torch.Tensor] = None,
+                         log_reward_fn: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
+                         chunk: int = 16384) -> torch.Tensor:
+    """``log w = log R(x) + log P_B(tau | x) - log P_F(tau)`` (float64 [n]) of one backward
+    trajectory ``tau ~ P_B(. | x)`` from each of the objects ``x``."""
     n = batch_len(x)
-    if n == 0:
-        raise ValueError("log_z_eubo needs at least one target sample")
-    cond = _expand_cond(cond, n, "log_z_eubo")
+    cond = _expand_cond(cond, n, "backward_log_weights")
     sampler, proxy = _sampler(env, model)
-    total = 0.0
+    out = []
     for start in range(0, n, chunk):
         idx = torch.arange(start, min(n, start + chunk), device=env.device)
         xs = batch_index(x, idx)
         c = None if cond is None else cond[idx]
         lr = _reward(env, xs, c, log_reward_fn)
         batch = sampler.sample_backward(xs, cond=c, generator=generator, log_rewards=lr.float())
-        total += float(_log_weights(model, batch, lr, proxy).sum())
-    return total / n
+        out.append(_log_weights(model, batch, lr, proxy))
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.float64, device=env.device)
+
+
+def log_z_eubo(env: Env, model, x: States, cond: Optional[torch.Tensor] = None,
+               log_reward_fn: Optional[Callable] = None, generator: Optional[torch.Generator] = None) -> float:
+    """Evidence upper bound ``mean_x [log R(x) + log P_B(tau | x) - log P_F(tau)]``, ``tau ~ P_B(. | x)``,
+    over exact target samples ``x`` (>= log Z in expectation: the gap is KL(target || model) on paths)."""
+    if batch_len(x) == 0:
+        raise ValueError("log_z_eubo needs at least one target sample")
+    return float(backward_log_weights(env, model, x, cond, log_reward_fn, generator).mean())
 
 
 # ---------------------------------------------------------------------------- correlation
@@ -392,7 +404,8 @@ def spearman_ties(x: torch.Tensor, y: torch.Tensor) -> float:
 def exact_target_sampler(env: Env, max_states: int = 2 ** 22) -> Optional[TargetSampler]:
     """``sample(n, generator) -> states`` drawing exact target samples ``x ~ R(x) / Z`` by
     enumeration (``env.enumerate_terminal_states()``, else the terminal states of
-    ``env.enumerate_states()``), or None when the environment cannot be enumerated."""
+    ``env.enumerate_states()``), or None when the environment cannot be enumerated.  The
+    returned function carries the exact ``log Z`` as ``sample.log_z``."""
     states = None
     try:
         if callable(getattr(env, "enumerate_terminal_states", None)):
@@ -406,10 +419,102 @@ def exact_target_sampler(env: Env, max_states: int = 2 ** 22) -> Optional[Target
         return None
     if states is None or batch_len(states) > max_states:
         return None
-    probs = torch.softmax(env.checked_log_reward(states).double(), 0)
+    log_r = env.checked_log_reward(states).double()
+    probs = torch.softmax(log_r, 0).cpu()
 
     def sample(n: int, generator: Optional[torch.Generator] = None) -> States:
-        idx = torch.multinomial(probs.cpu(), n, replacement=True, generator=generator).to(env.device)
+        idx = torch.multinomial(probs, n, replacement=True, generator=generator).to(env.device)
         return batch_index(states, idx)
 
+    sample.log_z = float(torch.logsumexp(log_r, 0))  # exact log Z of the enumerated target
     return sample
+
+
+# ---------------------------------------------------------------------------- metrics function
+def _top_k_mean(x: States, log_r: torch.Tensor, k: int) -> float:
+    """Mean log R of the ``k`` best distinct objects (distinct by value for tensor states)."""
+    lr = log_r.double()
+    if torch.is_tensor(x):
+        flat = x.reshape(x.shape[0], -1)
+        _, inv = torch.unique(flat, dim=0, return_inverse=True)
+        best = torch.full((int(inv.max()) + 1,), float("-inf"), dtype=torch.float64, device=lr.device)
+        lr = best.scatter_reduce(0, inv, lr, reduce="amax")
+    return float(torch.topk(lr, min(k, lr.numel())).values.mean())
+
+
+class EstimatedMetrics:
+    """``metrics_fn(trainer) -> dict`` for :func:`gfn.runner.run`: sampling-based metrics of any
+    environment (see docs/metrics.md for the formulas).
+
+    Each call draws ``n`` forward samples (``log_z_elbo``, ``log_z_iw``, ``ess``, ``eval_mean_reward``,
+    ``eval_mean_log_reward``, ``eval_top{top_k}_log_reward``), ``n_eubo`` exact target samples when
+    a ``target_sampler`` exists (``log_z_eubo``), ``delta_log_z_*`` when ``log_z_true`` is known, and
+    the Pearson / Spearman correlation of :func:`log_prob_estimate` (``k`` backward trajectories)
+    with log R on a test set of ``n_test`` objects fixed for the run: exact target samples (seeded
+    by ``seed``) where the environment has a sampler, else the first evaluation's forward samples.
+
+    ``target_sampler="auto"`` uses :func:`exact_target_sampler` (enumerable envs; it also supplies
+    ``log_z_true``); pass a callable ``(n, generator) -> states`` or None.  ``cond``: one
+    conditioning vector for conditional models; ``log_reward_fn(states, cond)`` the log-reward
+    they target (default ``env.log_reward``).  Compose with an example's own metrics:
+    ``m = own(trainer); m.update(est(trainer))``.
+    """
+
+    def __init__(self, env: Env, n: int = 1000, k: int = 16, n_test: int = 200, top_k: int = 100,
+                 target_sampler="auto", log_z_true: Optional[float] = None, n_eubo: Optional[int] = None,
+                 cond: Optional[torch.Tensor] = None, log_reward_fn: Optional[Callable] = None, seed: int = 0):
+        self.env = env
+        self.n, self.k = _check_positive(n, "n"), _check_positive(k, "k")
+        self.n_test, self.top_k = _check_positive(n_test, "n_test"), _check_positive(top_k, "top_k")
+        self.n_eubo = _check_positive(n_eubo if n_eubo is not None else n, "n_eubo")
+        if target_sampler == "auto":
+            target_sampler = exact_target_sampler(env)
+        if target_sampler is not None and not callable(target_sampler):
+            raise TypeError(f"target_sampler must be 'auto', a callable (n, generator) -> states or None, "
+                            f"got {type(target_sampler).__name__}")
+        self.target_sampler = target_sampler
+        if log_z_true is None and target_sampler is not None:
+            log_z_true = getattr(target_sampler, "log_z", None)
+        self.log_z_true = None if log_z_true is None else float(log_z_true)
+        self.cond, self.log_reward_fn, self.seed = cond, log_reward_fn, seed
+        self.x_test: Optional[States] = None
+        self.log_r_test: Optional[torch.Tensor] = None
+        if target_sampler is not None:
+            self._set_test(target_sampler(self.n_test, torch.Generator().manual_seed(seed)))
+
+    def _set_test(self, x: States) -> None:
+        c = _expand_cond(self.cond, batch_len(x), "EstimatedMetrics")
+        with torch.no_grad():
+            self.x_test = x
+            self.log_r_test = _reward(self.env, x, c, self.log_reward_fn).double()
+
+    def __call__(self, trainer) -> dict:
+        """The metrics of ``trainer.model`` (a dict of floats and ints)."""
+        return self.evaluate(trainer.model)
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict:
+        """The metrics of ``model`` (what :meth:`__call__` returns)."""
+        env, cond = self.env, self.cond
+        x, log_r, log_w = forward_log_weights(env, model, self.n, cond, self.log_reward_fn)
+        m = log_z_from_log_weights(log_w)
+        finite = torch.isfinite(log_r)
+        m["eval_mean_log_reward"] = float(log_r[finite].mean()) if bool(finite.any()) else float("-inf")
+        m["eval_mean_reward"] = float(log_r.exp().mean())
+        m[f"eval_top{self.top_k}_log_reward"] = _top_k_mean(x, log_r, self.top_k)
+        if self.target_sampler is not None:
+            m["log_z_eubo"] = log_z_eubo(env, model, self.target_sampler(self.n_eubo, None), cond, self.log_reward_fn)
+        if self.log_z_true is not None:
+            m["log_z_true"] = self.log_z_true
+            for name in ("elbo", "iw", "eubo"):
+                if f"log_z_{name}" in m:
+                    m[f"delta_log_z_{name}"] = self.log_z_true - m[f"log_z_{name}"]
+        if self.x_test is None:  # no sampler: the first evaluation's samples are the test set
+            self._set_test(batch_index(x, torch.arange(min(self.n_test, self.n), device=env.device)))
+        log_p = log_prob_estimate(env, model, self.x_test, self.k, cond)
+        m["pearson_log_p_log_r"] = pearson(log_p, self.log_r_test)
+        m["spearman_log_p_log_r"] = spearman_ties(log_p, self.log_r_test)
+        m.update(estimate_n=self.n, estimate_k=self.k, estimate_n_test=batch_len(self.x_test))
+        if self.target_sampler is not None:
+            m["estimate_n_eubo"] = self.n_eubo
+        return m
