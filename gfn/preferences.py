@@ -30,6 +30,7 @@ import torch
 
 from gfn.beta import BetaDistribution, Constant, parse_beta_dist
 from gfn.env import EnvError, Reward
+from gfn.estimators import LogZ
 from gfn.states import batch_len
 
 #: ``--condition`` values handled here (the others are temperature conditioning)
@@ -263,6 +264,20 @@ def eval_conditions(k: int, steps: int = 10, with_beta: bool = False, betas: Seq
 
 
 # ============================================================================ run flags
+class PreferenceLogZ(LogZ):
+    """log Z(w, beta): an MLP of the conditioning vector (as :class:`gfn.estimators.LogZ`), whose
+    ``value`` (what logs show as ``log_z``) is log Z at the equal-weight preference (and default beta)."""
+
+    def __init__(self, default_cond: torch.Tensor, init: float = 0.0, hidden: int = 64):
+        super().__init__(init=init, cond_dim=int(default_cond.numel()), hidden=hidden)
+        self.register_buffer("default_cond", default_cond.reshape(1, -1).float().clone())
+
+    @property
+    def value(self) -> torch.Tensor:
+        """log Z at ``default_cond`` (a 0-d tensor)."""
+        return self.forward(1, self.default_cond)[0]
+
+
 class PreferenceExtensions:
     """What ``--condition pref|pref+beta`` installed; :meth:`metrics` writes the exact
     per-preference tv (``tv_exact_<pref>``, ``tv_exact_pref_mean``) on enumerable envs."""
@@ -312,11 +327,15 @@ def apply_preference_flags(cfg, trainer) -> PreferenceExtensions:
     sampler = PreferenceSampler(k, float(getattr(cfg, "pref_alpha", 1.0)), beta_dist, getattr(cfg, "device", "cpu"))
     if trainer.model.cond_dim == 0:
         model = trainer.objective.build_model(env, hidden=cfg.hidden, n_layers=cfg.n_layers, shared_trunk=cfg.shared_trunk,
-                                              uniform_pb=cfg.uniform_pb, cond_dim=sampler.cond_dim).to(cfg.device)
+                                              uniform_pb=cfg.uniform_pb, cond_dim=sampler.cond_dim)
+        if type(model.log_z) is LogZ and model.log_z.cond_dim == sampler.cond_dim:
+            centre = [1.0 / k] * k + ([float(getattr(cfg, "pref_beta", 1.0))] if with_beta else [])
+            model.log_z = PreferenceLogZ(torch.tensor(centre))
+        model = model.to(cfg.device)
         trainer.model = model
         trainer.sampler.model = model
         c = trainer.config
-        trainer.optimizer = make_optimizer(model, c.lr, c.lr_log_z, c.weight_decay)
+        trainer.optimizer = make_optimizer(model, c.lr, c.lr_log_z, c.weight_decay, c.amsgrad)
     elif trainer.model.cond_dim != sampler.cond_dim:
         raise ValueError(f"the model takes conditioning vectors of width {trainer.model.cond_dim}; --condition {mode} "
                          f"with {k} objectives needs {sampler.cond_dim}")

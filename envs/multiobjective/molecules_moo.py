@@ -20,10 +20,16 @@ class MoleculeMOReward(MultiObjectiveReward):
 
     objective_names = ("qed", "sa", "mw")
 
-    def __init__(self, floor: float = 1e-3, mw_target: float = 350.0, mw_width: float = 100.0):
+    def __init__(self, floor: float = 1e-3, mw_target: float = 350.0, mw_width: float = 100.0,
+                 scalar: str = "pref", exponent: float = 1.0):
         if not 0 < floor < 1:
             raise ValueError(f"floor must be in (0, 1), got {floor}")
+        if scalar not in ("pref", "qed_sa") or not exponent > 0:
+            raise ValueError(f"scalar must be 'pref' or 'qed_sa' and exponent > 0, got {scalar!r}, {exponent}")
         self.floor, self.mw_target, self.mw_width = float(floor), float(mw_target), float(mw_width)
+        #: what the scalar log_reward is: the equal-weight scalarisation ("pref") or, for a
+        #: single-objective baseline scored on the same three objectives, exponent * log(QED * SA)
+        self.scalar, self.exponent = scalar, float(exponent)
         self.props = MoleculeReward(kind="qed", mw_target=mw_target, mw_width=mw_width)  # property cache
 
     def objectives(self, states) -> torch.Tensor:
@@ -41,3 +47,10 @@ class MoleculeMOReward(MultiObjectiveReward):
     def log_rewards(self, states) -> torch.Tensor:
         """``[B, 3]`` log objective values."""
         return self.objectives(states).log().float()
+
+    def log_reward(self, states) -> torch.Tensor:
+        """Scalar log R: equal-weight scalarisation, or ``exponent * log(QED * SA)`` (``scalar="qed_sa"``)."""
+        if self.scalar == "pref":
+            return super().log_reward(states)
+        r = self.objectives(states)
+        return (self.exponent * (r[:, 0] * r[:, 1]).clamp(min=self.floor).log()).float()

@@ -305,3 +305,37 @@ def sample_from_target(target: torch.Tensor, n: int, generator: Optional[torch.G
     """``n`` state indices drawn from an exact target distribution ``[M]`` (e.g. to see what an
     exact sampler would reach on a sample-based metric)."""
     return torch.multinomial(target.double(), n, replacement=True, generator=generator)
+
+
+def pareto_plot(samples, front=None, names: Sequence[str] = ("objective 1", "objective 2"), colors=None,
+                path: Optional[str] = None, title: str = ""):
+    """Scatter of sampled objective vectors (first two objectives, coloured by ``colors``, e.g. the
+    preference weight of objective 1) over the true/reference Pareto front; saves a PNG at ``path``
+    and returns the picture as an HxWx3 uint8 array (needs matplotlib)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    y = _points(samples, "samples").numpy()
+    fig, ax = plt.subplots(figsize=(5.2, 4.4), dpi=100)
+    c = None if colors is None else torch.as_tensor(colors).double().numpy()
+    sc = ax.scatter(y[:, 0], y[:, 1], s=8, c=c, cmap="viridis", alpha=0.6, label=f"samples (n={y.shape[0]})")
+    if c is not None:
+        fig.colorbar(sc, ax=ax, label=f"preference weight of {names[0]}")
+    if front is not None:
+        f = _points(front, "front").numpy()
+        f = f[np.argsort(f[:, 0])]
+        ax.plot(f[:, 0], f[:, 1], "r.-", ms=5, lw=1, label=f"Pareto front ({f.shape[0]})")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.legend(loc="lower left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    if path:
+        fig.savefig(path)
+    plt.close(fig)
+    return rgb
