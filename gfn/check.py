@@ -8,7 +8,9 @@ words, the invariants every objective relies on:
 * ``backward_step(step(s, a), b(a)) == s`` for every sampled move (step/backward_step inverse);
 * the backward mask at a child allows the move back (masks consistent with step), and every
   allowed backward action leads to a parent whose forward mask allows the move forward;
-* the batched methods equal their one-by-one application and are deterministic;
+* the batched methods equal their one-by-one application on distinct states drawn along
+  the trajectories, also in a shuffled batch, and are deterministic (:mod:`gfn.check_batched`);
+* ``featurize`` returns ``(N, feature_dim)`` finite values in the model's dtype;
 * ``log_reward`` is finite wherever exit is allowed; exit is last, is the only exiting action
   and is reachable (trajectories end);
 * for enumerable envs, ``state_index`` is a bijection on ``enumerate_states()``.
@@ -18,69 +20,15 @@ Continuous environments are checked with ``env.random_actions(states)`` if they 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
-
 import torch
 
+from gfn.check_base import CheckReport, _fmt, _guard, _initial_states, _rows_equal, _rows_same, _same
+from gfn.check_batched import check_batched_discrete
+from gfn.check_continuous import check_continuous
 from gfn.env import ContinuousEnv, DiscreteEnv, Env
 from gfn.states import batch_cat, batch_index, batch_len
 
-
-@dataclass
-class CheckReport:
-    """Result of :func:`check_env`: a list of violations in plain words."""
-
-    env_name: str
-    violations: list = field(default_factory=list)
-    checks_run: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """True when no violation was found."""
-        return not self.violations
-
-    def add(self, msg: str) -> None:
-        """Record a violation (each distinct message once)."""
-        if msg not in self.violations:
-            self.violations.append(msg)
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"check_env({self.env_name}): all {self.checks_run} checks passed"
-        lines = [f"check_env({self.env_name}): {len(self.violations)} problem(s):"]
-        lines += [f"  - {v}" for v in self.violations]
-        return "\n".join(lines)
-
-
-def _same(a, b) -> bool:
-    if torch.is_tensor(a) and torch.is_tensor(b):
-        return a.shape == b.shape and bool(torch.equal(a, b) if not a.is_floating_point() else torch.allclose(a, b, atol=1e-5))
-    if hasattr(a, "equal"):
-        return bool(a.equal(b))
-    return a == b
-
-
-def _rows_equal(a, b) -> torch.Tensor:
-    if a.is_floating_point():
-        return torch.isclose(a, b, atol=1e-5).reshape(a.shape[0], -1).all(-1)
-    return (a == b).reshape(a.shape[0], -1).all(-1)
-
-
-def _fmt(states, i) -> str:
-    if torch.is_tensor(states):
-        return str(states[i].tolist())
-    return states.describe(i) if hasattr(states, "describe") else f"#{i}"
-
-
-def _rows_same(a, b) -> Optional[torch.Tensor]:
-    """Per-state equality of two batches: tensors, or state batches with ``rows_equal`` (graphs);
-    None when the batch type cannot be compared."""
-    if torch.is_tensor(a) and torch.is_tensor(b):
-        return _rows_equal(a, b)
-    if hasattr(a, "rows_equal"):
-        return a.rows_equal(b)
-    return None
+__all__ = ["check_env", "CheckReport"]
 
 
 def _check_state_violations(env, r: CheckReport, states) -> None:
@@ -102,7 +50,7 @@ def check_env(env: Env, n_trajectories: int = 64, max_steps: int = 1000, seed: i
         if isinstance(env, DiscreteEnv):
             _check_discrete(env, report, n_trajectories, max_steps, gen)
         elif isinstance(env, ContinuousEnv):
-            _check_continuous(env, report, n_trajectories, max_steps, gen)
+            check_continuous(env, report, n_trajectories, max_steps, gen)
         else:
             report.add("environment is neither a DiscreteEnv nor a ContinuousEnv subclass")
     except Exception as e:  # a crash is itself a violation; report it rather than hide it
@@ -111,28 +59,6 @@ def check_env(env: Env, n_trajectories: int = 64, max_steps: int = 1000, seed: i
         from gfn.env import EnvError
         raise EnvError(str(report))
     return report
-
-
-def _guard(report: CheckReport, what: str, fn, *args):
-    report.checks_run += 1
-    try:
-        return fn(*args)
-    except Exception as e:
-        report.add(f"{what} raised {type(e).__name__}: {e}")
-        return None
-
-
-def _initial_states(env: Env, r: CheckReport, n: int):
-    """``env.initial_states(n)`` checked for count and shape; None (with a violation) if broken."""
-    s0 = _guard(r, "initial_states(n)", env.initial_states, n)
-    if s0 is None:
-        return None
-    r.checks_run += 1
-    if batch_len(s0) != n:
-        r.add(f"initial_states({n}) returned {batch_len(s0)} states")
-        return None
-    _guard(r, "validating initial states", env.validate_states, s0, "initial states")
-    return s0
 
 
 def _check_discrete(env: DiscreteEnv, r: CheckReport, n: int, max_steps: int, gen: torch.Generator) -> None:
@@ -190,7 +116,7 @@ def _check_discrete(env: DiscreteEnv, r: CheckReport, n: int, max_steps: int, ge
         states = children
     allv = batch_cat(visited)
     _check_state_violations(env, r, allv)
-    _check_batched_equals_single(env, r, allv)
+    check_batched_discrete(env, r, allv, gen)
     _check_backward_closure(env, r, allv)
     _check_backward_walks(env, r, allv, max_steps, gen)
     _check_exit_rejected(env, r, allv)
@@ -289,36 +215,6 @@ def _check_backward_closure(env: DiscreteEnv, r: CheckReport, states) -> None:
                   f"{_fmt(parents, i)} --action {int(fa[i])}--> {_fmt(redo, i)}")
 
 
-def _check_batched_equals_single(env: DiscreteEnv, r: CheckReport, states, k: int = 8) -> None:
-    n = min(k, batch_len(states))
-    sub = batch_index(states, torch.arange(n, device=env.device))
-    fm = env.forward_mask(sub)
-    bm = env.backward_mask(sub)
-    ex = fm[:, env.exit_action]
-    lr = env.log_reward(sub) if bool(ex.all()) else None
-    for i in range(n):
-        one = batch_index(sub, torch.tensor([i], device=env.device))
-        r.checks_run += 1
-        if not torch.equal(env.forward_mask(one)[0], fm[i]) or not torch.equal(env.backward_mask(one)[0], bm[i]):
-            r.add(f"masks of state {_fmt(sub, i)} differ when computed alone vs in a batch")
-        if lr is not None:
-            l1 = env.log_reward(one)
-            if not torch.allclose(l1, lr[i:i + 1], equal_nan=True):
-                r.add(f"log_reward of {_fmt(sub, i)} differs alone ({float(l1[0])}) vs in a batch ({float(lr[i])})")
-        allowed = fm[i, :-1].nonzero().flatten()
-        if allowed.numel() > 0:
-            a = allowed[:1]
-            batched = env.step(batch_index(sub, torch.full((1,), i, device=env.device)), a)
-            sub_all = env.step(sub[fm[:, a[0]]] if torch.is_tensor(sub) else batch_index(sub, fm[:, a[0]].nonzero().squeeze(1)),
-                               a.expand(int(fm[:, a[0]].sum())))
-            pos = int(fm[:i, a[0]].sum())
-            if torch.is_tensor(batched) and not torch.equal(batched[0], sub_all[pos]):
-                r.add(f"step of {_fmt(sub, i)} with action {int(a)} differs alone vs in a batch")
-            elif not torch.is_tensor(batched) and hasattr(batched, "rows_equal") and not bool(
-                    batched.rows_equal(batch_index(sub_all, torch.tensor([pos], device=env.device))).all()):
-                r.add(f"step of {_fmt(sub, i)} with action {int(a)} differs alone vs in a batch")
-
-
 def _check_exit_rejected(env: DiscreteEnv, r: CheckReport, states) -> None:
     one = batch_index(states, torch.tensor([0], device=env.device))
     r.checks_run += 1
@@ -403,10 +299,3 @@ def _check_backward_walks(env: DiscreteEnv, r: CheckReport, states, max_steps: i
         if not same.all():
             i = int((~same).nonzero()[0, 0])
             r.add(f"a backward walk ended at {_fmt(cur, i)}, which has no parents but is not the initial state")
-
-
-def _check_continuous(env: ContinuousEnv, r: CheckReport, n: int, max_steps: int,
-                      gen: Optional[torch.Generator] = None) -> None:
-    """Continuous envs: see :mod:`gfn.check_continuous`."""
-    from gfn.check_continuous import check_continuous
-    check_continuous(env, r, n, max_steps, gen)

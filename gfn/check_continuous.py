@@ -5,7 +5,8 @@ Random moves come from the environment's policy families with all-zero parameter
 parent; sampled moves are accepted by the validated ``apply`` and respect the masks; the
 backward move undoes every step and vice versa; forward and backward log-densities of the
 sampled moves are finite; trajectories end within ``max_steps`` and backward walks reach s_0;
-rewards are finite where exit is allowed; batched and one-by-one masks/rewards agree; ``apply``
+rewards are finite where exit is allowed; batched, one-by-one and shuffled masks, rewards,
+features and steps agree on distinct visited states (:mod:`gfn.check_batched`); ``apply``
 rejects the exit action.
 """
 
@@ -16,7 +17,8 @@ from typing import Optional
 
 import torch
 
-from gfn.check import CheckReport, _fmt, _guard, _initial_states, _rows_equal, _same
+from gfn.check_base import CheckReport, _fmt, _guard, _initial_states, _rows_equal, _same
+from gfn.check_batched import check_batched_continuous
 from gfn.env import ContinuousEnv
 from gfn.states import batch_cat, batch_index, batch_len
 
@@ -100,7 +102,7 @@ def check_continuous(env: ContinuousEnv, r: CheckReport, n: int, max_steps: int,
     _check_continuous_backward(env, r, allv, gen)
     if terminal:
         _check_continuous_walks(env, r, batch_cat(terminal), max_steps, gen)
-    _check_continuous_batched(env, r, allv)
+    check_batched_continuous(env, r, allv, gen, lambda st: _random_actions(env, st, gen, False))
     one = batch_index(allv, torch.tensor([0], device=env.device))
     r.checks_run += 1
     try:
@@ -220,22 +222,3 @@ def _check_continuous_walks(env: ContinuousEnv, r: CheckReport, states, max_step
     if not _rows_equal(cur, s0).all():
         i = int((~_rows_equal(cur, s0)).nonzero()[0, 0])
         r.add(f"a backward walk ended at {_fmt(cur, i)}, which has no parent but is not the initial state")
-
-
-def _check_continuous_batched(env: ContinuousEnv, r: CheckReport, states, k: int = 8) -> None:
-    n = min(k, batch_len(states))
-    sub = batch_index(states, torch.arange(n, device=env.device))
-    fm, bm = env.forward_mask(sub), env.backward_mask(sub)
-    exit_ok = fm[:, 1]
-    lr = env.log_reward(sub[exit_ok]) if bool(exit_ok.any()) else None
-    pos = 0
-    for i in range(n):
-        one = batch_index(sub, torch.tensor([i], device=env.device))
-        r.checks_run += 1
-        if not torch.equal(env.forward_mask(one)[0], fm[i]) or not torch.equal(env.backward_mask(one)[0], bm[i]):
-            r.add(f"masks of state {_fmt(sub, i)} differ when computed alone vs in a batch")
-        if lr is not None and bool(exit_ok[i]):
-            l1 = env.log_reward(one)
-            if not torch.allclose(l1, lr[pos:pos + 1]):
-                r.add(f"log_reward of {_fmt(sub, i)} differs alone ({float(l1[0])}) vs in a batch ({float(lr[pos])})")
-            pos += 1
