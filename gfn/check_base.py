@@ -92,3 +92,50 @@ def _initial_states(env: Env, r: CheckReport, n: int):
         return None
     _guard(r, "validating initial states", env.validate_states, s0, "initial states")
     return s0
+
+
+#: messages of errors that features not fitting the model raise inside torch
+_FEATURE_ERRORS = ("mat1 and mat2 shapes cannot be multiplied", "must have the same dtype", "expected scalar type")
+
+
+def check_env_command(env: Env) -> str:
+    """The ``gfn check-env`` command line that checks ``env``'s class."""
+    import inspect
+    cls = type(env)
+    if cls.__module__ in (None, "__main__"):
+        try:
+            return f"gfn check-env {inspect.getfile(cls)}:{cls.__qualname__}"
+        except (TypeError, OSError):
+            return "gfn check-env path/to/file.py:YourEnv"
+    return f"gfn check-env {cls.__module__}:{cls.__qualname__}"
+
+
+def caused_by_env(exc: BaseException, env: Env) -> bool:
+    """Whether an error raised during training comes from the environment: an :class:`EnvError`,
+    an error raised inside a method of ``env`` or of its reward object, or a torch error of
+    features that do not fit the model's input layer."""
+    from gfn.env import EnvError
+    if isinstance(exc, EnvError):
+        return True
+    owners = (env, getattr(env, "reward", None))
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if obj is not None and any(obj is o for o in owners):
+            return True
+        tb = tb.tb_next
+    return any(m in str(exc) for m in _FEATURE_ERRORS)
+
+
+def add_check_env_hint(exc: BaseException, env: Env) -> None:
+    """Append a hint to run ``gfn check-env`` to the message of an error the environment caused
+    (in place, so the error keeps its type and traceback); other errors are left alone."""
+    if not isinstance(exc, Exception) or not caused_by_env(exc, env):
+        return
+    hint = (f"hint: this error comes from the environment (or features that do not fit the model): "
+            f"`{check_env_command(env)}` (gfn.check_env(env) in Python) checks its contract and names what is wrong")
+    if exc.args and isinstance(exc.args[0], str):
+        if "gfn check-env" not in exc.args[0]:
+            exc.args = (f"{exc.args[0]}\n  {hint}",) + tuple(exc.args[1:])
+    elif hasattr(exc, "add_note"):
+        exc.add_note(hint)

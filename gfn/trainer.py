@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 import torch
 
+from gfn.check_base import add_check_env_hint
 from gfn.estimators import GFlowNet
 from gfn.replay import make_replay
 from gfn.sampler import Exploration, Sampler
@@ -163,9 +164,13 @@ class Trainer:
         t0 = time.perf_counter()
         if not self.model.training:  # .train() walks every sub-module: skip it when already set
             self.model.train()
-        batch = self.sample_batch()
-        t1 = time.perf_counter()
-        loss = self.objective.loss(self.model, batch)
+        try:
+            batch = self.sample_batch()
+            t1 = time.perf_counter()
+            loss = self.objective.loss(self.model, batch)
+        except Exception as e:  # errors the environment caused point to `gfn check-env`
+            add_check_env_hint(e, self.env)
+            raise
         loss_value = float(loss.detach())  # the one host sync of the step
         if not math.isfinite(loss_value):
             raise TrainingDiverged(self.iteration + 1, f"the loss is {loss_value}")

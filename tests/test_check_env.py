@@ -5,6 +5,7 @@ import torch
 
 import gfn
 from gfn.envs import HyperGrid
+from gfn.objectives import get_objective
 
 
 def test_hypergrid_passes():
@@ -235,3 +236,31 @@ def test_compared_states_are_distinct_and_not_only_initial():
     assert sub.shape[0] == 5                                         # s0, [0], [1], [0,1], [1,1,0,1]
     assert torch.unique(sub, dim=0).shape[0] == 5
     assert int(env.is_initial(sub).sum()) == 1 and bool(env.is_initial(sub[-1:]).all())  # s0 only once, last
+
+
+# ---------------------------------------------------------------- training errors point to check-env
+def _train_one_step(env, **kw):
+    objective = get_objective("tb")
+    model = objective.build_model(env, hidden=16)
+    gfn.Trainer(env, model, objective, gfn.TrainerConfig(batch_size=8), **kw).train(1)
+
+
+def test_training_errors_from_the_environment_suggest_check_env():
+    with pytest.raises(RuntimeError, match=r"mat1 and mat2[\s\S]*gfn check-env .*test_check_env:FeatureWidthBug"):
+        _train_one_step(FeatureWidthBug(4))
+
+    class StepCrashes(BitFlips):
+        def step(self, states, actions):
+            if (states >= 0).sum() > 3:
+                raise IndexError("position out of range")
+            return super().step(states, actions)
+    with pytest.raises(IndexError, match=r"position out of range\n  hint: .*`gfn check-env .*StepCrashes`"):
+        _train_one_step(StepCrashes(4))
+
+
+def test_other_training_errors_get_no_check_env_hint():
+    def broken_hook(trainer, batch):
+        raise ValueError("hook failed")
+    with pytest.raises(ValueError) as e:
+        _train_one_step(BitFlips(4), batch_hooks=[broken_hook])
+    assert str(e.value) == "hook failed"
