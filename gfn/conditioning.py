@@ -42,9 +42,16 @@ from gfn.states import States, batch_len
 from gfn.trajectories import TrajectoryBatch
 
 CONDITION_MODES = ("none", "logit", "layer", "logit+layer")
-#: ``g(beta)``: one scale per action, one scale for all logits (the paper's Logit-GFN), or
-#: ``auto``: per action where the policy has a fixed number of logits (``n_out``), else scalar
-LOGIT_SCALES = ("auto", "action", "scalar")
+#: ``g(beta)``: one scale per action, one positive scale for all logits, ``auto``: per action
+#: where the policy has a fixed number of logits (``n_out``), else scalar; or ``paper``: the
+#: authors' unconstrained scale network (MLP encoder/decoder, no output activation, clip +-20)
+LOGIT_SCALES = ("auto", "action", "scalar", "paper")
+#: where layer conditioning puts the beta embedding: at the network ``input`` (with the state
+#: features), or at the ``scorer`` input as the paper builds it (after the state encoder: the
+#: input of the last hidden layer of the shared trunk)
+LAYER_EMBED_AT = ("input", "scorer")
+#: the authors' logit clip (logit-gfn: clip_policy_logit_min/max)
+PAPER_LOGIT_CLIP = 20.0
 
 
 def beta_of(cond: torch.Tensor) -> torch.Tensor:
@@ -118,6 +125,28 @@ class BetaScale(nn.Module):
         return beta * g if self.proportional else g
 
 
+class PaperBetaScale(nn.Module):
+    """The authors' scale network g(beta) (logit-gfn ``temp_encoder``/``temp_decoder``): an MLP
+    encoder ``1 -> hidden`` and an MLP decoder ``hidden -> 1`` (``n_layers`` hidden layers each,
+    LeakyReLU), default initialisation, *no* output activation: g can be any real number,
+    including negative (which inverts the policy) — the library's :class:`BetaScale` keeps g > 0."""
+
+    def __init__(self, hidden: int = 32, n_layers: int = 2):
+        super().__init__()
+
+        def net(d_in, d_out):
+            layers, d = [], d_in
+            for _ in range(n_layers):
+                layers += [nn.Linear(d, hidden), nn.LeakyReLU()]
+                d = hidden
+            return nn.Sequential(*layers, nn.Linear(d, d_out))
+        self.encoder, self.decoder = net(1, hidden), net(hidden, 1)
+
+    def forward(self, beta: torch.Tensor) -> torch.Tensor:
+        """Scales ``[N, 1]`` for betas ``[N, 1]``."""
+        return self.decoder(self.encoder(beta))
+
+
 class LogitScaledPolicy(nn.Module):
     """Wraps a discrete policy: ``softmax(clamp(g(beta) * f(s), -clip, clip))`` over allowed actions.
 
@@ -129,7 +158,8 @@ class LogitScaledPolicy(nn.Module):
     A uniform policy is left uniform (scaling zeros changes nothing).
     """
 
-    def __init__(self, base: nn.Module, hidden: int = 32, clip: float = 50.0, per_action: bool = False):
+    def __init__(self, base: nn.Module, hidden: int = 32, clip: float = 50.0, per_action: bool = False,
+                 scale: Optional[nn.Module] = None):
         super().__init__()
         if not isinstance(base, (DiscretePolicy, UniformPolicy)) and not (hasattr(base, "logits") and hasattr(base, "mask")):
             raise TypeError(f"logit scaling needs a discrete policy with logits() and mask(), got {type(base).__name__}")
@@ -143,7 +173,10 @@ class LogitScaledPolicy(nn.Module):
                                 f"{type(base).__name__} has none: use logit_scale='scalar'")
         self.base = base
         self.clip = float(clip)
-        self.scale = None if isinstance(base, UniformPolicy) else BetaScale(hidden, out_dim=n_out)
+        if isinstance(base, UniformPolicy):
+            self.scale = None
+        else:  # ``scale``: another g(beta) network, e.g. :class:`PaperBetaScale`
+            self.scale = scale if scale is not None else BetaScale(hidden, out_dim=n_out)
 
     def forward(self, h: torch.Tensor, states: States) -> MaskedCategorical:
         """Scaled action distribution at ``states``."""
@@ -210,22 +243,39 @@ class LogitGFlowNet(GFlowNet):
 
 class LayerConditionedGFlowNet(GFlowNet):
     """Layer-conditioning baseline: a learned beta embedding is concatenated to the state
-    features before the (shared or per-head) networks."""
+    features before the (shared or per-head) networks (``embed_at="input"``), or, as the paper
+    builds it (``embed_at="scorer"``), to the state encoding: the trunk's layers before
+    ``split`` encode the state and the layers from ``split`` on score ``[encoding, embed(beta)]``."""
 
     def __init__(self, env, pf: nn.Module, pb: nn.Module, beta_embed: nn.Module, trunk: Optional[nn.Module] = None,
-                 flow: Optional[nn.Module] = None, log_z: Optional[LogZ] = None, default_beta: Optional[float] = 1.0):
+                 flow: Optional[nn.Module] = None, log_z: Optional[LogZ] = None, default_beta: Optional[float] = 1.0,
+                 embed_at: str = "input", split: int = 0):
         super().__init__(env, pf, pb, trunk=trunk, flow=flow,
                          log_z=log_z if log_z is not None else ConditionalLogZ(default_beta=default_beta), cond_dim=1)
+        if embed_at not in LAYER_EMBED_AT:
+            raise ValueError(f"embed_at must be one of {LAYER_EMBED_AT}, got {embed_at!r}")
+        if embed_at == "scorer" and (trunk is None or not 0 < split < len(trunk)):
+            raise ValueError("layer conditioning at the scorer input needs a shared trunk split into encoder and scorer")
         self.beta_embed = beta_embed
         self.default_beta = default_beta
+        self.embed_at, self.split = embed_at, int(split)
 
     def encode(self, states: States, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``trunk([features(s), embed(beta)])``."""
+        """``trunk([features(s), embed(beta)])``, or ``scorer([encoder(features(s)), embed(beta)])``."""
         x = self.env.featurize(states)
         if cond is None:
             cond = _default_cond(self.default_beta, batch_len(states), x.device, x.dtype)
-        x = torch.cat([x, self.beta_embed(cond[:, :1].to(x.dtype))], dim=-1)
-        return self.trunk(x) if self.trunk is not None else x
+        e = self.beta_embed(cond[:, :1].to(x.dtype))
+        if self.embed_at == "input":
+            x = torch.cat([x, e], dim=-1)
+            return self.trunk(x) if self.trunk is not None else x
+        layers = list(self.trunk)
+        for layer in layers[:self.split]:
+            x = layer(x)
+        x = torch.cat([x, e], dim=-1)
+        for layer in layers[self.split:]:
+            x = layer(x)
+        return x
 
 
 def _require_standard_encoder(model: GFlowNet, mode: str) -> None:
@@ -238,13 +288,17 @@ def make_logit_gflownet(base: GFlowNet, scale_hidden: int = 32, clip: float = 50
                         default_beta: Optional[float] = 1.0, layer_embed_dim: int = 0,
                         logit_scale: str = "auto") -> LogitGFlowNet:
     """Logit-GFN from an *unconditional* model: its encoder and heads are reused; P_F/P_B get
-    logit scales (``logit_scale``: one ``"scalar"`` or one per ``"action"``), the flow head (if any)
+    logit scales (``logit_scale``: one ``"scalar"``, one per ``"action"``, or ``"paper"``: the
+    authors' unconstrained :class:`PaperBetaScale` with logits clipped to +-20), the flow head (if any)
     becomes an MLP of ``[h, beta]``, log Z becomes log Z(beta).
     ``layer_embed_dim > 0`` also feeds a beta embedding to the encoder ("logit+layer")."""
     _require_standard_encoder(base, "logit")
     if logit_scale not in LOGIT_SCALES:
         raise ValueError(f"logit_scale must be one of {LOGIT_SCALES}, got {logit_scale!r}")
     per_action = logit_scale == "action" or (logit_scale == "auto" and isinstance(getattr(base.pf, "n_out", None), int))
+    paper = logit_scale == "paper"
+    if paper:  # the authors' unconstrained scale network and logit clip
+        clip = PAPER_LOGIT_CLIP
     if base.cond_dim != 0:
         raise ValueError("make_logit_gflownet expects an unconditional base model (cond_dim=0)")
     flow = None
@@ -258,40 +312,43 @@ def make_logit_gflownet(base: GFlowNet, scale_hidden: int = 32, clip: float = 50
     if layer_embed_dim > 0:
         _widen_model_inputs(base, layer_embed_dim)
         embed = BetaEmbedding(layer_embed_dim)
-    model = LogitGFlowNet(base.env, LogitScaledPolicy(base.pf, scale_hidden, clip, per_action),
-                          LogitScaledPolicy(base.pb, scale_hidden, clip, per_action), trunk=base.trunk, flow=flow,
+    def scaled(policy):
+        return LogitScaledPolicy(policy, scale_hidden, clip, per_action,
+                                 scale=PaperBetaScale(scale_hidden) if paper else None)
+    model = LogitGFlowNet(base.env, scaled(base.pf), scaled(base.pb), trunk=base.trunk, flow=flow,
                           log_z=ConditionalLogZ(default_beta=default_beta), default_beta=default_beta, beta_embed=embed)
     return model.to(next(base.parameters()).device)
 
 
 class BetaEmbedding(nn.Module):
-    """Learned embedding of beta for layer conditioning: ``[N, 1] -> [N, dim]``."""
+    """Learned embedding of beta for layer conditioning: ``[N, 1] -> [N, dim]`` (an MLP with
+    ``n_layers`` hidden layers; the authors' ``temp_encoder`` has two)."""
 
-    def __init__(self, dim: int = 32, hidden: int = 32):
+    def __init__(self, dim: int = 32, hidden: int = 32, n_layers: int = 1):
         super().__init__()
         self.dim = dim
-        self.net = mlp(1, dim, hidden=hidden, n_layers=1)
+        self.net = mlp(1, dim, hidden=hidden, n_layers=n_layers)
 
     def forward(self, beta: torch.Tensor) -> torch.Tensor:
         """Embedding of each beta."""
         return self.net(beta)
 
 
-def _widen_input(module: nn.Module, extra: int) -> None:
-    """Give the first ``nn.Linear`` of an MLP (``nn.Sequential``) ``extra`` more inputs, in place;
-    the existing weights are kept and the new columns get a fresh layer's initialisation."""
-    if not (isinstance(module, nn.Sequential) and len(module) > 0 and isinstance(module[0], nn.Linear)):
+def _widen_input(module: nn.Module, extra: int, index: int = 0) -> None:
+    """Give the ``nn.Linear`` at ``index`` of an MLP (``nn.Sequential``) ``extra`` more inputs, in
+    place; the existing weights are kept and the new columns get a fresh layer's initialisation."""
+    if not (isinstance(module, nn.Sequential) and len(module) > index and isinstance(module[index], nn.Linear)):
         raise TypeError(f"layer conditioning appends the beta embedding to an MLP input layer; "
-                        f"{type(module).__name__} does not start with nn.Linear (build the model with cond_dim "
-                        f"and pass it conditioned instead)")
-    old = module[0]
+                        f"{type(module).__name__} has no nn.Linear at position {index} (build the model with "
+                        f"cond_dim and pass it conditioned instead)")
+    old = module[index]
     new = nn.Linear(old.in_features + extra, old.out_features, bias=old.bias is not None)
     new = new.to(device=old.weight.device, dtype=old.weight.dtype)
     with torch.no_grad():
         new.weight[:, :old.in_features] = old.weight
         if old.bias is not None:
             new.bias.copy_(old.bias)
-    module[0] = new
+    module[index] = new
 
 
 def _widen_model_inputs(base: GFlowNet, extra: int) -> None:
@@ -304,36 +361,52 @@ def _widen_model_inputs(base: GFlowNet, extra: int) -> None:
             _widen_input(head, extra)
 
 
-def make_layer_gflownet(base: GFlowNet, embed_dim: int = 32, default_beta: Optional[float] = 1.0) -> LayerConditionedGFlowNet:
+def make_layer_gflownet(base: GFlowNet, embed_dim: int = 32, default_beta: Optional[float] = 1.0,
+                        embed_at: str = "input") -> LayerConditionedGFlowNet:
     """Layer-conditioned model from an *unconditional* MLP model: the input layer of the trunk
-    (or of each head without a trunk) is widened by ``embed_dim`` for the beta embedding."""
+    (or of each head without a trunk) is widened by ``embed_dim`` for the beta embedding; with
+    ``embed_at="scorer"`` (the paper's layout) the trunk's *last* linear layer is widened instead,
+    so the layers before it encode the state alone, and the embedding is the authors' two-layer MLP."""
     _require_standard_encoder(base, "layer")
     if base.cond_dim != 0:
         raise ValueError("make_layer_gflownet expects an unconditional base model (cond_dim=0)")
-    _widen_model_inputs(base, embed_dim)
+    if embed_at not in LAYER_EMBED_AT:
+        raise ValueError(f"layer embedding position must be one of {LAYER_EMBED_AT}, got {embed_at!r}")
     device = next(base.parameters()).device
-    return LayerConditionedGFlowNet(base.env, base.pf, base.pb, BetaEmbedding(embed_dim).to(device), trunk=base.trunk,
+    split = 0
+    if embed_at == "scorer":
+        linears = [i for i, m in enumerate(base.trunk or []) if isinstance(m, nn.Linear)]
+        if len(linears) < 2:
+            raise ValueError("--layer-embed-at scorer needs a shared trunk with at least two hidden layers "
+                             "(the first ones encode the state, the last one scores [encoding, embed(beta)])")
+        split = linears[-1]
+        _widen_input(base.trunk, embed_dim, index=split)
+        embed = BetaEmbedding(embed_dim, hidden=embed_dim, n_layers=2)
+    else:
+        _widen_model_inputs(base, embed_dim)
+        embed = BetaEmbedding(embed_dim)
+    return LayerConditionedGFlowNet(base.env, base.pf, base.pb, embed.to(device), trunk=base.trunk,
                                     flow=base.flow, log_z=ConditionalLogZ(default_beta=default_beta).to(device),
-                                    default_beta=default_beta)
+                                    default_beta=default_beta, embed_at=embed_at, split=split)
 
 
 def make_conditional(model: GFlowNet, mode: str, embed_dim: int = 32, scale_hidden: int = 32,
                      logit_clip: float = 50.0, default_beta: Optional[float] = 1.0,
-                     logit_scale: str = "auto") -> GFlowNet:
+                     logit_scale: str = "auto", layer_embed_at: str = "input") -> GFlowNet:
     """Turn an unconditional model into a temperature-conditional one (``logit``, ``layer`` or
-    ``logit+layer``), reusing its networks."""
+    ``logit+layer``), reusing its networks (``layer_embed_at``: see :data:`LAYER_EMBED_AT`)."""
     if mode in ("logit", "logit+layer"):
         return make_logit_gflownet(model, scale_hidden=scale_hidden, clip=logit_clip, default_beta=default_beta,
                                    layer_embed_dim=embed_dim if mode == "logit+layer" else 0,
                                    logit_scale=logit_scale)
     if mode == "layer":
-        return make_layer_gflownet(model, embed_dim=embed_dim, default_beta=default_beta)
+        return make_layer_gflownet(model, embed_dim=embed_dim, default_beta=default_beta, embed_at=layer_embed_at)
     raise ValueError(f"unknown conditioning mode {mode!r}; choose one of {CONDITION_MODES[1:]}")
 
 
 def build_conditional_model(mode: str, objective, env, embed_dim: int = 32, scale_hidden: int = 32,
                             logit_clip: float = 50.0, default_beta: Optional[float] = 1.0,
-                            logit_scale: str = "auto", **build_kw) -> GFlowNet:
+                            logit_scale: str = "auto", layer_embed_at: str = "input", **build_kw) -> GFlowNet:
     """The objective's default model for ``env`` made temperature-conditional (``logit`` or ``layer``).
 
     ``build_kw`` go to ``objective.build_model`` (hidden, n_layers, shared_trunk, uniform_pb).
@@ -342,7 +415,7 @@ def build_conditional_model(mode: str, objective, env, embed_dim: int = 32, scal
     build_kw.pop("cond_dim", None)
     base = objective.build_model(env, **build_kw)
     return make_conditional(base, mode, embed_dim=embed_dim, scale_hidden=scale_hidden, logit_clip=logit_clip,
-                            default_beta=default_beta, logit_scale=logit_scale)
+                            default_beta=default_beta, logit_scale=logit_scale, layer_embed_at=layer_embed_at)
 
 
 #: objectives that read log R of states from the environment themselves (so the tempering of
@@ -463,11 +536,13 @@ def apply_run_flags(cfg, trainer) -> RunExtensions:
         check_objective_supports_tempering(trainer.objective, dist)
         if trainer.model.cond_dim == 0:
             model = make_conditional(trainer.model, mode, default_beta=1.0,
-                                     logit_scale=getattr(cfg, "logit_scale", "auto") or "auto")
+                                     logit_scale=getattr(cfg, "logit_scale", "auto") or "auto",
+                                     layer_embed_at=getattr(cfg, "layer_embed_at", "input") or "input")
             trainer.model = model
             trainer.sampler.model = model
             c = trainer.config
-            trainer.optimizer = make_optimizer(model, c.lr, c.lr_log_z, c.weight_decay)
+            lr_log_z = float(getattr(cfg, "lr_log_z_cond", 0.0) or 0.0) or c.lr_log_z  # log Z(beta) is an MLP
+            trainer.optimizer = make_optimizer(model, c.lr, lr_log_z, c.weight_decay, c.amsgrad)
         if trainer.cond_fn is None:
             sampler = BetaSampler(dist, device=getattr(cfg, "device", "cpu")).bind(trainer)
             trainer.cond_fn = sampler
