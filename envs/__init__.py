@@ -70,3 +70,10 @@ register_env("molecules", MoleculeEnv)
 from gfn.envs.dag import DAGEnv  # noqa: E402
 register_env("dag", DAGEnv)
 __all__ += ["DAGEnv"]
+
+# multi-objective tasks (issue 20)
+from gfn.envs.multiobjective import BraninCurrin, NGrams, TFBind8Multi  # noqa: E402
+register_env("branin_currin", BraninCurrin)
+register_env("tfbind8_multi", TFBind8Multi)
+register_env("ngrams", NGrams)
+__all__ += ["BraninCurrin", "TFBind8Multi", "NGrams"]
