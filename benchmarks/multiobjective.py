@@ -30,6 +30,8 @@ CASES = {
     "branin_currin": [
         ("mogfn_pc", ["--task", "branin_currin", "--objective", "tb", "--iterations", "2000", "--batch-size", "64",
                       "--pref-beta", "1", "--eval-every", "500", "--lr-log-z", "0.01"]),
+        ("mogfn_pc_beta8", ["--task", "branin_currin", "--objective", "tb", "--iterations", "2000", "--batch-size",
+                            "64", "--pref-beta", "8", "--eval-every", "500", "--lr-log-z", "0.01"]),
     ],
     "tfbind8_multi": [
         ("mogfn_pc", ["--task", "tfbind8_multi", "--tfs", "SIX6,PAX6", "--data-dir", DATA, "--objective", "tb",
@@ -51,6 +53,7 @@ CASES = {
 def _example():
     spec = importlib.util.spec_from_file_location("train_multiobjective", os.path.join(ROOT, "examples", "train_multiobjective.py"))
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 

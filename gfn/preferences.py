@@ -48,9 +48,11 @@ class MultiObjectiveReward(Reward):
     """
 
     objective_names: tuple = ()
-    #: how :meth:`log_reward` scalarises (and the default of the run flags)
+    #: how :meth:`log_reward` scalarises, at which preference (None: equal weights) and beta;
+    #: :func:`apply_preference_flags` sets them to the run's scalarisation and ``--pref-beta``
     scalarization: str = "weighted_sum"
     default_preference: Optional[torch.Tensor] = None
+    default_beta: float = 1.0
 
     @property
     def n_objectives(self) -> int:
@@ -62,12 +64,12 @@ class MultiObjectiveReward(Reward):
         raise NotImplementedError(f"{type(self).__name__} must implement log_rewards()")
 
     def log_reward(self, states) -> torch.Tensor:
-        """Scalar log R(x) at the default preference (equal weights)."""
+        """Scalar log R(x): ``default_beta * log s_w(R(x))`` at the default preference (equal weights)."""
         lr = self.log_rewards(states)
         w = self.default_preference
         if w is None:
             w = torch.full((self.n_objectives,), 1.0 / self.n_objectives)
-        return scalarize(lr, w.to(lr.device, lr.dtype).expand_as(lr), self.scalarization)
+        return self.default_beta * scalarize(lr, w.to(lr.device, lr.dtype).expand_as(lr), self.scalarization)
 
 
 def is_multi_objective(env) -> bool:
@@ -272,10 +274,36 @@ class PreferenceLogZ(LogZ):
         super().__init__(init=init, cond_dim=int(default_cond.numel()), hidden=hidden)
         self.register_buffer("default_cond", default_cond.reshape(1, -1).float().clone())
 
+    def forward(self, n: int, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """log Z for ``n`` trajectories (at ``default_cond`` when ``cond`` is None)."""
+        return super().forward(n, self.default_cond.expand(n, -1) if cond is None else cond)
+
     @property
     def value(self) -> torch.Tensor:
         """log Z at ``default_cond`` (a 0-d tensor)."""
-        return self.forward(1, self.default_cond)[0]
+        return self.forward(1)[0]
+
+
+class DefaultPreference:
+    """Mixin for a conditional GFlowNet: ``encode(states)`` without a conditioning vector uses
+    ``default_cond`` (the centre preference), so code written for unconditional models (the generic
+    metrics of ``gfn train``, sampling without ``cond``) sees the model at the env's scalar reward."""
+
+    default_cond: torch.Tensor
+
+    def encode(self, states, cond: Optional[torch.Tensor] = None):
+        """The model's encoding, conditioned on ``default_cond`` when ``cond`` is None."""
+        if cond is None:
+            cond = self.default_cond.to(next(self.parameters()).device).expand(batch_len(states), -1)
+        return super().encode(states, cond)
+
+
+def with_default_preference(model, default_cond: torch.Tensor):
+    """Give a conditional ``model`` a default condition, in place (its class gains :class:`DefaultPreference`)."""
+    if not isinstance(model, DefaultPreference):
+        model.__class__ = type(f"{type(model).__name__}WithDefaultPreference", (DefaultPreference, type(model)), {})
+    model.register_buffer("default_cond", default_cond.reshape(1, -1).float().clone(), persistent=False)
+    return model
 
 
 class PreferenceExtensions:
@@ -325,13 +353,22 @@ def apply_preference_flags(cfg, trainer) -> PreferenceExtensions:
     beta_dist = parse_beta_dist(getattr(cfg, "beta_dist", "uniform:1,3") or "uniform:1,3") if with_beta else None
     check_objective_supports_tempering(trainer.objective, beta_dist if with_beta else Constant(1.0))
     sampler = PreferenceSampler(k, float(getattr(cfg, "pref_alpha", 1.0)), beta_dist, getattr(cfg, "device", "cpu"))
+    method = getattr(cfg, "scalarization", "weighted_sum") or "weighted_sum"
+    pref_beta = float(getattr(cfg, "pref_beta", 1.0))
+    if method not in SCALARIZATIONS:
+        raise ValueError(f"--scalarization must be one of {SCALARIZATIONS}, got {method!r}")
+    if not (pref_beta > 0 and math.isfinite(pref_beta)):
+        raise ValueError(f"--pref-beta must be finite and > 0, got {pref_beta}")
+    # the env's scalar reward (what the sampler records, replay stores and generic metrics read)
+    # becomes the run's reward at the centre preference, where the model's default condition is
+    env.reward.scalarization, env.reward.default_preference, env.reward.default_beta = method, None, pref_beta
+    centre = torch.tensor([1.0 / k] * k + ([pref_beta] if with_beta else []))
     if trainer.model.cond_dim == 0:
         model = trainer.objective.build_model(env, hidden=cfg.hidden, n_layers=cfg.n_layers, shared_trunk=cfg.shared_trunk,
                                               uniform_pb=cfg.uniform_pb, cond_dim=sampler.cond_dim)
         if type(model.log_z) is LogZ and model.log_z.cond_dim == sampler.cond_dim:
-            centre = [1.0 / k] * k + ([float(getattr(cfg, "pref_beta", 1.0))] if with_beta else [])
-            model.log_z = PreferenceLogZ(torch.tensor(centre))
-        model = model.to(cfg.device)
+            model.log_z = PreferenceLogZ(centre)
+        model = with_default_preference(model, centre).to(cfg.device)
         trainer.model = model
         trainer.sampler.model = model
         c = trainer.config
@@ -341,8 +378,7 @@ def apply_preference_flags(cfg, trainer) -> PreferenceExtensions:
                          f"with {k} objectives needs {sampler.cond_dim}")
     if trainer.cond_fn is None:
         trainer.cond_fn = sampler.bind(trainer)
-    hook = PreferenceScalarization(getattr(cfg, "scalarization", "weighted_sum") or "weighted_sum", with_beta,
-                                   float(getattr(cfg, "pref_beta", 1.0)))
+    hook = PreferenceScalarization(method, with_beta, pref_beta)
     if any(getattr(h, "KEY", None) == PreferenceScalarization.KEY for h in trainer.batch_hooks):
         raise ValueError("the trainer already rewrites its rewards (a tempering or scalarisation hook is installed)")
     trainer.batch_hooks.append(hook)
