@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from gfn import metrics
 from gfn.config import RunConfig, parse_config
 from gfn.envs import HyperGrid
-from gfn.run_logging import heatmap_image
+from gfn.run_logging import comparison_image
 from gfn.runner import log_z_value, run
 
 
@@ -67,15 +66,13 @@ def make_metrics(env: HyperGrid):
 
 
 def make_images(env: HyperGrid):
-    """Side-by-side heat maps: learned terminal distribution | target (2-D grids only)."""
+    """Titled heat maps of the learned terminal distribution and the target, one colour bar (2-D grids only)."""
     def images_fn(trainer) -> dict:
         if env.ndim != 2:
             return {}
         p = metrics.exact_terminal_distribution(env, trainer.model).reshape(env.height, env.height).cpu().numpy()
         q = metrics.target_distribution(env).reshape(env.height, env.height).cpu().numpy()
-        both = np.concatenate([p, np.full((env.height, 1), np.nan), q], axis=1)
-        both = np.nan_to_num(both, nan=float(np.nanmin(both)))
-        return {"distribution/learned_vs_target": heatmap_image(both)}
+        return {"distribution/learned_vs_target": comparison_image(p, q)}
     return images_fn
 
 

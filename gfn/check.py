@@ -13,7 +13,8 @@ words, the invariants every objective relies on:
 * ``featurize`` returns ``(N, feature_dim)`` finite values in the model's dtype;
 * ``log_reward`` is finite wherever exit is allowed; exit is last, is the only exiting action
   and is reachable (trajectories end);
-* for enumerable envs, ``state_index`` is a bijection on ``enumerate_states()``.
+* for enumerable envs, ``state_index`` is a bijection on ``enumerate_states()``, and every
+  enumerated state is reachable from s_0.
 
 Continuous environments are checked with ``env.random_actions(states)`` if they provide it.
 """
@@ -123,6 +124,7 @@ def _check_discrete(env: DiscreteEnv, r: CheckReport, n: int, max_steps: int, ge
     if env.is_enumerable:
         if _check_enumeration(env, r):
             _check_in_enumeration(env, r, allv, "a state reached by forward steps")
+            _check_all_enumerated_reachable(env, r)
 
 
 def _check_rewards(env: DiscreteEnv, r: CheckReport, terminal) -> None:
@@ -242,6 +244,24 @@ def _check_enumeration(env: DiscreteEnv, r: CheckReport) -> bool:
         r.add("state_index(enumerate_states()) must be 0, 1, ..., M-1 in order")
         return False
     return _check_in_enumeration(env, r, env.initial_states(1), "the initial state")
+
+
+def _check_all_enumerated_reachable(env: DiscreteEnv, r: CheckReport) -> None:
+    """enumerate_states() lists only states some trajectory from s_0 reaches (exact metrics
+    leave the others out; listing them hides a mask or enumeration bug)."""
+    import warnings
+
+    from gfn.metrics.exact import reachable_mask
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported below instead
+        seen = _guard(r, "reachability walk from s_0", reachable_mask, env, None, False)
+    if seen is None or bool(seen.all()):
+        return
+    states = env.enumerate_states()
+    i = int((~seen).nonzero()[0, 0])
+    r.add(f"enumerate_states() lists {int((~seen).sum())} of {seen.numel()} states that no trajectory "
+          f"from s_0 reaches, e.g. {_fmt(states, i)}: list only reachable states (exact metrics "
+          "leave the others out), or fix the masks that should lead there")
 
 
 def _check_in_enumeration(env: DiscreteEnv, r: CheckReport, states, what: str) -> bool:

@@ -257,9 +257,10 @@ def make_metrics(env, top_k: int = 100):
 
 
 def grid_images_fn(env):
-    """Heat map learned | target for enumerable envs whose states are 2-D integer points."""
+    """Heat maps of the learned and the target distribution (titled, one colour bar) for
+    enumerable envs whose states are 2-D integer points."""
     from gfn import metrics
-    from gfn.run_logging import heatmap_image
+    from gfn.run_logging import comparison_image
     states = env.enumerate_states()
     if not (torch.is_tensor(states) and states.dim() == 2 and states.shape[1] == 2
             and not states.is_floating_point() and int(states.min()) >= 0 and int(states.max()) < 512):
@@ -268,7 +269,6 @@ def grid_images_fn(env):
     h, w = int(xy[:, 0].max()) + 1, int(xy[:, 1].max()) + 1
 
     def images_fn(trainer) -> dict:
-        import numpy as np
         p = metrics.exact_terminal_distribution(env, trainer.model).cpu()
         q = metrics.target_distribution(env).cpu()
         grids = []
@@ -276,9 +276,7 @@ def grid_images_fn(env):
             g = torch.zeros(h, w, dtype=torch.float64)
             g[xy[:, 0], xy[:, 1]] = v.double()
             grids.append(g.numpy())
-        both = np.concatenate([grids[0], np.full((h, 1), np.nan), grids[1]], axis=1)
-        both = np.nan_to_num(both, nan=float(np.nanmin(both)))
-        return {"distribution/learned_vs_target": heatmap_image(both, scale=max(2, 128 // max(h, w)))}
+        return {"distribution/learned_vs_target": comparison_image(grids[0], grids[1], scale=max(2, 128 // max(h, w)))}
 
     return images_fn
 

@@ -64,6 +64,7 @@ class RunConfig:
     replay_policy: str = field(default="fifo", metadata={"help": "replay buffer: fifo | top (highest rewards kept) | prioritized (half from the top 10%%, as in the papers)", "choices": ("fifo", "top", "prioritized")})
     replay_extra: bool = field(default=False, metadata={"help": "replayed trajectories come on top of --batch-size fresh ones (the papers' online + offline batches) instead of replacing part of them"})
     grad_clip: float = field(default=10.0, metadata={"help": "gradient norm clip (<= 0: off)"})
+    amsgrad: bool = field(default=True, metadata={"help": "Adam with AMSGrad: steps keep shrinking as the loss goes to 0 (plain Adam's grow back and long runs drift away from the optimum)"})
     eval_every: int = field(default=0, metadata={"help": "evaluate metrics every N iterations (0: only at the end)"})
     log_every: int = field(default=10, metadata={"help": "log scalars every N iterations"})
     device: str = field(default="cpu", metadata={"help": "torch device"})

@@ -8,6 +8,7 @@ Exploration (temperature, epsilon-uniform mixing) changes *only* how actions are
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -21,6 +22,45 @@ def gumbel_like(x: torch.Tensor, generator: Optional[torch.Generator] = None) ->
     # clamp away from 0 so -log(-log(u)) is finite
     u = u.clamp_(min=torch.finfo(x.dtype).tiny)
     return -torch.log(-torch.log(u))
+
+
+class InvalidActionError(RuntimeError):
+    """No action can be drawn at some state: the state allows no action (an environment bug),
+    or the policy's scores for its allowed actions are not finite (the model diverged)."""
+
+
+def check_exploration(temperature: float, epsilon: float) -> None:
+    """Refuse a temperature that is not finite and positive or an epsilon outside [0, 1]: with
+    them the scores of forbidden and allowed actions can no longer be told apart."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"sampling temperature must be finite and > 0, got {temperature}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+
+
+def invalid_action_error(dist: "MaskedCategorical", invalid: torch.Tensor, where: str = "",
+                         backward: bool = False, n_affected: Optional[int] = None) -> InvalidActionError:
+    """The error for the first row flagged by :meth:`MaskedCategorical.sample_checked` (error path
+    only: it reads values on the host).  ``where`` describes that row (e.g. its state)."""
+    i = int(invalid.nonzero()[0, 0])
+    kind = "backward" if backward else "forward"
+    n_bad = int(invalid.sum()) if n_affected is None else n_affected
+    at = f"at {where}" if where else f"at row {i}"
+    if len(at) > 300:
+        at = at[:300] + "...]"
+    allowed = dist.mask[i]
+    if not bool(allowed.any()):
+        return InvalidActionError(
+            f"no {kind} action is allowed {at} ({n_bad} state(s) affected): {kind}_mask is all False "
+            f"at a state the sampler reached, which is an environment bug (run gfn.check_env / "
+            f"`gfn check-env` on the environment)")
+    vals = dist.logits[i][allowed]
+    bad = vals[~torch.isfinite(vals)]
+    example = float(bad[0]) if bad.numel() else float("nan")
+    return InvalidActionError(
+        f"the policy's scores of the allowed {kind} actions {at} are not finite (e.g. {example}; "
+        f"{n_bad} state(s) affected), so no action can be drawn: the model has diverged (lower "
+        f"--lr / --lr-log-z, keep --grad-clip on), or a custom policy gives -inf to every allowed action")
 
 
 class MaskedCategorical:
@@ -52,7 +92,21 @@ class MaskedCategorical:
 
     def sample(self, temperature: float = 1.0, epsilon: float = 0.0,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Draw one action per row (Gumbel-max), with optional temperature and epsilon-uniform."""
+        """Draw one action per row (Gumbel-max), with optional temperature and epsilon-uniform.
+
+        Raises :class:`InvalidActionError` when a row has no allowed action with a finite score
+        (one host sync; :meth:`sample_checked` leaves the check to the caller)."""
+        actions, invalid = self.sample_checked(temperature, epsilon, generator)
+        if bool(invalid.any()):
+            raise invalid_action_error(self, invalid)
+        return actions
+
+    def sample_checked(self, temperature: float = 1.0, epsilon: float = 0.0,
+                       generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`sample`, without a host sync: returns ``(actions, invalid)`` where
+        ``invalid`` [N] marks rows whose action is meaningless because no allowed action had a
+        finite score (no allowed action at all, or NaN/inf logits); the caller must refuse them."""
+        check_exploration(temperature, epsilon)
         scores = self.logits if temperature == 1.0 else self.logits / temperature
         if epsilon > 0.0:
             uniform = torch.zeros_like(scores).masked_fill(~self.mask, NEG_INF)
@@ -61,7 +115,11 @@ class MaskedCategorical:
         # Gumbel-max with in-place noise: argmax(scores - log(-log u)), u ~ U[0, 1).  u = 0
         # gives noise -inf, which only removes that action, so no clamp is needed here.
         noise = torch.rand(scores.shape, dtype=scores.dtype, device=scores.device, generator=generator)
-        return torch.argmax(scores - noise.log_().neg_().log_(), dim=-1)
+        best, actions = torch.max(scores - noise.log_().neg_().log_(), dim=-1)
+        # the winning score is finite iff the row had an allowed action with a finite logit: an
+        # all -inf row (nothing allowed, or every allowed logit -inf) would return a forbidden
+        # index, and a NaN/+inf winner means the model diverged
+        return actions, ~torch.isfinite(best)
 
     def entropy(self) -> torch.Tensor:
         """Entropy of each row."""

@@ -43,7 +43,8 @@ def trainer_config(cfg: RunConfig) -> TrainerConfig:
                          grad_clip=cfg.grad_clip if cfg.grad_clip and cfg.grad_clip > 0 else None,
                          temperature=cfg.temperature, epsilon=cfg.epsilon,
                          replay_capacity=cfg.replay_capacity, replay_fraction=cfg.replay_fraction,
-                         replay_policy=cfg.replay_policy, replay_extra=getattr(cfg, "replay_extra", False))
+                         replay_policy=cfg.replay_policy, replay_extra=getattr(cfg, "replay_extra", False),
+                         amsgrad=getattr(cfg, "amsgrad", True))
 
 
 def build_objective_and_model(cfg: RunConfig, env, cond_dim: int = 0):

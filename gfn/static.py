@@ -31,7 +31,8 @@ import torch
 from gfn.env import DiscreteEnv, EnvError
 from gfn.estimators import GFlowNet
 from gfn.ops import lengths_to_ptr
-from gfn.sampler import Exploration, _outside_inference
+from gfn.distributions import check_exploration
+from gfn.sampler import Exploration, _draw, _outside_inference, _raise_if_invalid
 from gfn.trajectories import TrajectoryBatch
 
 __all__ = ["StaticSampler", "compile_model"]
@@ -66,17 +67,22 @@ class StaticSampler:
 
     def step(self, states: torch.Tensor, done: torch.Tensor, temperature: float, epsilon: float):
         """One static step: returns (next states, next done, actions, backward actions at the next
-        states, active-at-this-step mask).  No data-dependent shapes, no host sync."""
+        states, active-at-this-step mask, invalid mask).  No data-dependent shapes, no host sync.
+        Active rows with no valid action (see :meth:`MaskedCategorical.sample_checked`) are
+        frozen instead of stepped and flagged in ``invalid``; the rollout refuses them at the end."""
         env = self.env
-        actions = self.model.pf_dist(states).sample(temperature, epsilon)
+        actions, invalid = _draw(self.model.pf_dist(states), Exploration(temperature, epsilon), None)
         active = ~done
-        stop = env.is_exit(actions) | done
+        if invalid is None:  # a distribution without sample_checked checks itself
+            invalid = torch.zeros_like(done)
+        invalid = invalid & active
+        stop = env.is_exit(actions) | done | invalid
         safe = torch.where(stop, torch.full_like(actions, self.safe_action), actions)
         keep = (~stop).view(-1, *([1] * (states.dim() - 1)))
         src = torch.where(keep, states, self._s0)  # stopped rows step from s_0, where safe_action is allowed
         moved = env.step(src, safe)
         nxt = torch.where(keep, moved, states)
-        return nxt, stop, actions, env.backward_action(src, safe), active
+        return nxt, stop, actions, env.backward_action(src, safe), active, invalid
 
     @torch.inference_mode()
     def _rollout(self, n: int, exp: Exploration):
@@ -87,9 +93,10 @@ class StaticSampler:
         env.validate_states(states, "initial states")
         done = torch.zeros(n, dtype=torch.bool, device=states.device)
         bwd = torch.zeros(n, dtype=torch.long, device=states.device)
-        rec_s, rec_a, rec_b, rec_m = [], [], [], []
+        rec_s, rec_a, rec_b, rec_m, rec_bad = [], [], [], [], []
         for t in range(self.max_len + 1):
-            nxt, done_next, actions, bwd_next, active = self._step(states, done, exp.temperature, exp.epsilon)
+            nxt, done_next, actions, bwd_next, active, invalid = self._step(states, done, exp.temperature, exp.epsilon)
+            rec_bad.append(invalid)
             rec_s.append(states)
             rec_a.append(actions)
             rec_b.append(bwd)
@@ -97,6 +104,8 @@ class StaticSampler:
             states, done, bwd = nxt, done_next, bwd_next
             if self.check_every and (t + 1) % self.check_every == 0 and bool(done.all()):
                 break
+        _raise_if_invalid(self.model, rec_bad, rec_s, [torch.arange(n, device=states.device)] * len(rec_s),
+                          None, backward=False)  # one host sync per call
         if not bool(done.all()):
             raise EnvError(f"StaticSampler: trajectories did not exit within max_len={self.max_len} transitions")
         return rec_s, rec_a, rec_b, rec_m
@@ -109,6 +118,7 @@ class StaticSampler:
         if cond is not None or keep_log_probs or any(v is not None for v in unsupported.values()):
             raise NotImplementedError("StaticSampler supports unconditional sampling without kept log-probs only")
         exp = exploration or Exploration()
+        check_exploration(exp.temperature, exp.epsilon)  # before any step (compiled steps included)
         rec_s, rec_a, rec_b, rec_m = self._rollout(n, exp)
         with torch.inference_mode():
             T = len(rec_m)
