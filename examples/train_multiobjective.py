@@ -48,7 +48,8 @@ class MOConfig(RunConfig):
     ngrams: str = field(default="AB,CD", metadata={"help": "ngrams: comma-separated n-grams"})
     alphabet: str = field(default="ABCD", metadata={"help": "ngrams: letters"})
     max_len: int = field(default=8, metadata={"help": "ngrams: string length"})
-    max_atoms: int = field(default=12, metadata={"help": "molecules_moo: maximum heavy atoms"})
+    max_atoms: int = field(default=16, metadata={"help": "molecules_moo: maximum heavy atoms"})
+    mw_target: float = field(default=250.0, metadata={"help": "molecules_moo: MW objective exp(-((MW - target) / 100)^2)"})
     scalar_reward: str = field(default="pref", metadata={"help": "molecules_moo with --condition none: pref (equal weights) | qed_sa (QED x SA ^ --pref-beta, the single-objective baseline)", "choices": ("pref", "qed_sa")})
     n_eval: int = field(default=1000, metadata={"help": "objects sampled for the sample metrics, pooled over evaluation preferences"})
     top_k: int = field(default=10, metadata={"help": "k of the per-preference top-k diversity"})
@@ -64,7 +65,7 @@ def build_env(cfg: MOConfig):
     if cfg.task == "ngrams":
         return mo.NGrams(cfg.ngrams, alphabet=cfg.alphabet, max_len=cfg.max_len, device=cfg.device)
     from gfn.envs.molecules import MoleculeEnv
-    reward = mo.MoleculeMOReward(scalar=cfg.scalar_reward, exponent=cfg.pref_beta)
+    reward = mo.MoleculeMOReward(mw_target=cfg.mw_target, scalar=cfg.scalar_reward, exponent=cfg.pref_beta)
     return MoleculeEnv(max_atoms=cfg.max_atoms, reward=reward, device=cfg.device)
 
 

@@ -211,3 +211,40 @@ def test_run_with_condition_pref_is_deterministic(tmp_path):
     assert out[0]["loss"] == out[1]["loss"]
     assert out[0]["tv_exact_pref_mean"] == out[1]["tv_exact_pref_mean"]
     assert "tv_exact_w0.5_0.5" in out[0]
+
+
+def test_tfbind8_multi_objectives_and_exact_targets(data_dir):
+    from gfn.envs.multiobjective import TFBind8Multi
+    env = TFBind8Multi(("SIX6", "PAX6", "KLF1"), data_dir=str(data_dir))
+    r, term = mm.enumerated_objectives(env)
+    assert int(term.sum()) == 4 ** 8 and r.shape[1] == 3
+    assert float(r[term].min()) == pytest.approx(1e-3) and float(r[term].max()) == pytest.approx(1.0)
+    # SIX6 column is TFBind8's normalised E-score: R_SIX6^3 * 10 is TFBind8's reward (above the floor)
+    from gfn.envs.sequences import TFBind8
+    single = TFBind8(data_dir=str(data_dir))
+    x = env.from_strings(["ACGTACGT", "TTTTAAAA", "GGGGCCCC"])
+    six6 = checked_log_rewards(env, x)[:, 0].double()
+    assert torch.allclose(single.log_reward(x).double(), math.log(10) + 3 * six6, atol=1e-4)
+    t = mm.exact_preference_targets(env, preference_grid(3, 2))
+    assert torch.allclose(t.sum(1), torch.ones(6, dtype=torch.float64), atol=1e-9)
+    with pytest.raises(EnvError, match="unknown transcription factor"):
+        TFBind8Multi(("SIX6", "XYZ"), data_dir=str(data_dir))
+    with pytest.raises(EnvError, match="2 or 3 distinct"):
+        TFBind8Multi(("SIX6",), data_dir=str(data_dir))
+
+
+def test_molecule_objectives():
+    pytest.importorskip("rdkit")
+    from gfn.envs.molecules import MoleculeEnv
+    from gfn.envs.multiobjective import MoleculeMOReward
+    from gfn.envs.molecules.metrics import random_policy_terminals
+    env = MoleculeEnv(max_atoms=6, reward=MoleculeMOReward())
+    s = random_policy_terminals(env, 8, generator=torch.Generator().manual_seed(0))
+    props = env.reward.props.properties(s)
+    r = checked_log_rewards(env, s).double().exp()
+    for row, p in zip(r.tolist(), props):
+        assert row[0] == pytest.approx(max(p["qed"], 1e-3), rel=1e-6)
+        assert row[1] == pytest.approx(max((10 - p["sa"]) / 9, 1e-3), rel=1e-6)
+        assert row[2] == pytest.approx(max(math.exp(-((p["mw"] - 350) / 100) ** 2), 1e-3), rel=1e-6)
+    base = MoleculeMOReward(scalar="qed_sa", exponent=4.0)
+    assert torch.allclose(base.log_reward(s).double(), 4 * (r[:, 0] * r[:, 1]).clamp(min=1e-3).log(), atol=1e-5)

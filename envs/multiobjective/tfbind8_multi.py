@@ -2,14 +2,14 @@
 
 Objective ``i`` of a sequence is its min-max normalised E-score under TF ``i`` (over all 65,536
 8-mers), clamped below at ``floor``; SIX6 comes from ``tfbind8/`` and the others from ``tf8mers/``
-of the data root (plain or gzipped tables, see :func:`gfn.envs.sequences.data.data_file`).
+of the data root (plain or gzipped tables; the copy shipped with the library by default, see
+:func:`gfn.envs.sequences.data.data_file`).
 The MDP and reference data are those of :class:`gfn.envs.sequences.TFBind8`, so the task is
 exactly enumerable: exact Pareto front and per-preference targets.
 """
 
 from __future__ import annotations
 
-import gzip
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import torch
 
 from gfn.env import EnvError
-from gfn.envs.sequences.data import data_file, full_code
+from gfn.envs.sequences.data import data_file, full_code, open_text
 from gfn.envs.sequences.tfbind8 import ALPHABET, TABLE, TFBind8
 from gfn.preferences import MultiObjectiveReward
 
@@ -50,8 +50,7 @@ def _codes(words: Sequence[str]) -> torch.Tensor:
 @lru_cache(maxsize=16)
 def load_tf_escores(path: str) -> torch.Tensor:
     """E-scores of all 65,536 8-mers from a PBM table (plain or ``.gz``), float64 by base-4 code."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as f:
+    with open_text(path) as f:
         header = f.readline()
         if "E-score" not in header:
             raise EnvError(f"{path}: expected a header with an 'E-score' column, got {header.strip()!r}")
