@@ -21,7 +21,7 @@ def train(args, seed: int, nproc: int, out: str) -> dict:
     """One run; returns its metrics.json."""
     flags = ["train", "--env", "hypergrid", "--ndim", str(args.ndim), "--height", str(args.height),
              "--objective", args.objective, "--iterations", str(args.iterations), "--seed", str(seed),
-             "--batch-size", str(args.batch_size // nproc), "--no-progress", "--out", out]
+             "--batch-size", str(args.batch_size // nproc), "--no-progress", "--out", out, "--overwrite"]
     if nproc == 1:
         cmd = [sys.executable, "-m", "gfn", *flags]
     else:

@@ -33,7 +33,7 @@ def run_one(objective: str, args, extra: list, root: str) -> dict:
     out = os.path.join(root, f"{objective}-s{args.seed}")
     cmd = [sys.executable, EXAMPLE, "--ndim", str(args.ndim), "--height", str(args.height),
            "--objective", objective, "--iterations", str(args.iterations), "--seed", str(args.seed),
-           "--no-progress", "--out", out, *extra]
+           "--no-progress", "--out", out, "--overwrite", *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
