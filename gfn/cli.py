@@ -235,18 +235,24 @@ def exact_metrics_available(env) -> bool:
     return n is None or int(n) <= EXACT_METRICS_MAX_STATES
 
 
-def make_metrics(env, top_k: int = 100):
-    """``(tracker hook, metrics_fn, images_fn)`` for any environment."""
+def make_metrics(env, top_k: int = 100, estimated: bool = True):
+    """``(tracker hook, metrics_fn, images_fn)`` for any environment.  ``estimated``: add the
+    sampling-based metrics of :class:`gfn.metrics.estimated.EstimatedMetrics` (log Z bounds, ESS,
+    log p-hat vs log R correlation; they need a model usable without a conditioning vector)."""
     from gfn import metrics
+    from gfn.metrics.estimated import EstimatedMetrics
     from gfn.runner import log_z_value
     exact = exact_metrics_available(env)
     mode_mask = None
     if exact and callable(getattr(env, "mode_mask", None)):
         mode_mask = env.mode_mask()
     tracker = SampleTracker(env, top_k, mode_mask)
+    est = EstimatedMetrics(env, top_k=top_k, target_sampler="auto" if exact else None) if estimated else None
 
     def metrics_fn(trainer) -> dict:
         m = tracker.metrics()
+        if est is not None:
+            m.update(est(trainer))
         if exact:
             m.update(metrics.exact_metrics(env, trainer.model))
             log_z = log_z_value(trainer.model, trainer.objective)
@@ -322,7 +328,9 @@ def cmd_train(argv: Sequence[str]) -> int:
                        exit_on_error=False)
     cfg.env = env_name
     env = build_env(cfg)
-    tracker, metrics_fn, images_fn = make_metrics(env, cfg.top_k)
+    from gfn.preferences import PREF_MODES
+    tracker, metrics_fn, images_fn = make_metrics(env, cfg.top_k,
+                                                  estimated=getattr(cfg, "condition", "none") not in PREF_MODES)
     from gfn.runner import run
     result = run(cfg, env, metrics_fn, hooks=[tracker], images_fn=images_fn, name=run_name(env_name))
     if int(os.environ.get("RANK", "0")) == 0:
@@ -455,6 +463,8 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "envs": cmd_envs, "objecti
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``gfn`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--debug":  # `gfn --debug train ...` is `gfn train ... --debug`
+        argv = argv[1:] + ["--debug"]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [__doc__.strip().splitlines()[0], "", "commands:"]
         lines += [f"  {name:12s} {_first_line(fn).split(': ', 1)[-1]}" for name, fn in COMMANDS.items()]
