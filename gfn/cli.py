@@ -235,24 +235,18 @@ def exact_metrics_available(env) -> bool:
     return n is None or int(n) <= EXACT_METRICS_MAX_STATES
 
 
-def make_metrics(env, top_k: int = 100, estimated: bool = True):
-    """``(tracker hook, metrics_fn, images_fn)`` for any environment.  ``estimated``: add the
-    sampling-based metrics of :class:`gfn.metrics.estimated.EstimatedMetrics` (log Z bounds, ESS,
-    log p-hat vs log R correlation; they need a model usable without a conditioning vector)."""
+def make_metrics(env, top_k: int = 100):
+    """``(tracker hook, metrics_fn, images_fn)`` for any environment."""
     from gfn import metrics
-    from gfn.metrics.estimated import EstimatedMetrics
     from gfn.runner import log_z_value
     exact = exact_metrics_available(env)
     mode_mask = None
     if exact and callable(getattr(env, "mode_mask", None)):
         mode_mask = env.mode_mask()
     tracker = SampleTracker(env, top_k, mode_mask)
-    est = EstimatedMetrics(env, top_k=top_k, target_sampler="auto" if exact else None) if estimated else None
 
     def metrics_fn(trainer) -> dict:
         m = tracker.metrics()
-        if est is not None:
-            m.update(est(trainer))
         if exact:
             m.update(metrics.exact_metrics(env, trainer.model))
             log_z = log_z_value(trainer.model, trainer.objective)
@@ -328,9 +322,7 @@ def cmd_train(argv: Sequence[str]) -> int:
                        exit_on_error=False)
     cfg.env = env_name
     env = build_env(cfg)
-    from gfn.preferences import PREF_MODES
-    tracker, metrics_fn, images_fn = make_metrics(env, cfg.top_k,
-                                                  estimated=getattr(cfg, "condition", "none") not in PREF_MODES)
+    tracker, metrics_fn, images_fn = make_metrics(env, cfg.top_k)
     from gfn.runner import run
     result = run(cfg, env, metrics_fn, hooks=[tracker], images_fn=images_fn, name=run_name(env_name))
     if int(os.environ.get("RANK", "0")) == 0:
