@@ -383,3 +383,61 @@ def test_logit_plus_layer_with_a_state_flow_and_no_shared_trunk_trains(objective
                  batch_hooks=[RewardTempering()])
     losses = tr.train(2)
     assert all(math.isfinite(v) for v in losses)
+
+
+# ------------------------------------------------------------------------ the authors' variants
+def test_paper_logit_scale_is_unconstrained_and_clipped_at_20():
+    from gfn.conditioning import PaperBetaScale
+    env = HyperGrid(2, 5)
+    torch.manual_seed(0)
+    m = build_conditional_model("logit", get_objective("tb"), env, hidden=16, n_layers=1, logit_scale="paper")
+    assert isinstance(m.pf.scale, PaperBetaScale) and isinstance(m.pb.scale, PaperBetaScale)
+    assert m.pf.clip == 20.0 and m.pf.scale is not m.pb.scale
+    s = env.initial_states(1)
+    beta = torch.ones(1, 1)
+    h = m.encode(s, beta)
+    f = m.pf.base.logits(h[:, :-1], s)
+    allowed = env.forward_mask(s)
+    with torch.no_grad():  # g(beta) = -2 exactly: the policy is inverted (the library's g > 0 forbids this)
+        for p in m.pf.scale.decoder.parameters():
+            p.zero_()
+        m.pf.scale.decoder[-1].bias.fill_(-2.0)
+    lp = m.pf_dist(s, beta).log_probs
+    expected = torch.log_softmax((-2.0 * f).clamp(-20, 20).masked_fill(~allowed, float("-inf")), -1)
+    assert torch.allclose(lp[allowed], expected[allowed], atol=1e-5)
+    assert int(lp.masked_fill(~allowed, -1e9).argmax()) == int(f.masked_fill(~allowed, 1e9).argmin())
+    with torch.no_grad():
+        m.pf.scale.decoder[-1].bias.fill_(1e4)  # huge g: logits clipped to +-20
+    lp = m.pf_dist(s, beta).log_probs.detach()
+    assert float(lp[allowed].max() - lp[allowed].min()) <= 40.0 + 1e-4
+
+
+def test_layer_embedding_at_the_scorer_input_leaves_the_state_encoder_beta_free():
+    env = HyperGrid(2, 5)
+    torch.manual_seed(0)
+    m = build_conditional_model("layer", get_objective("tb"), env, hidden=16, n_layers=2, layer_embed_at="scorer")
+    assert m.embed_at == "scorer" and m.trunk[0].in_features == env.feature_dim
+    assert m.trunk[m.split].in_features == 16 + m.beta_embed.dim
+    s = env.enumerate_states()[:7]
+    c1, c3 = torch.ones(7, 1), torch.full((7, 1), 3.0)
+    assert not torch.allclose(m.pf_dist(s, c1).log_probs, m.pf_dist(s, c3).log_probs)
+    enc = m.trunk[1](m.trunk[0](env.featurize(s)))  # the encoder: the layers before the split
+    e = m.beta_embed(c3)
+    expected = m.trunk[m.split + 1](m.trunk[m.split](torch.cat([enc, e], -1)))
+    assert torch.allclose(m.encode(s, c3), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="two hidden layers"):
+        build_conditional_model("layer", get_objective("tb"), env, hidden=8, n_layers=1, layer_embed_at="scorer")
+
+
+def test_lr_log_z_cond_gives_log_z_beta_its_own_learning_rate():
+    from gfn.config import RunConfig
+    env = HyperGrid(2, 4)
+    for value, expected in ((0.0, 0.1), (0.01, 0.01)):
+        obj = get_objective("tb")
+        tr = Trainer(env, obj.build_model(env, hidden=16, n_layers=2), obj, TrainerConfig(batch_size=4, lr_log_z=0.1))
+        apply_run_flags(RunConfig(condition="layer", lr_log_z_cond=value, layer_embed_at="scorer", lr_log_z=0.1), tr)
+        lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
+        assert lrs == {"model": 1e-3, "log_z": expected}
+        assert {id(p) for p in tr.model.log_z.parameters()} == {id(p) for g in tr.optimizer.param_groups
+                                                                if g["name"] == "log_z" for p in g["params"]}
+        tr.train(2)
