@@ -139,7 +139,7 @@ def test_scoring_matches_objective_scoring_and_cache_is_exact(monkeypatch):
                                trajectory_log_ratio(model, batch).detach(), atol=1e-5, rtol=0)
     x = batch.terminal_states
     table = est.log_prob_estimate(env, model, x, k=8, generator=torch.Generator().manual_seed(3))
-    monkeypatch.setattr(est._PolicyCache, "TABLE_MAX", 0)
+    monkeypatch.setattr(est._StateCache, "TABLE_MAX", 0)
     bisect = est.log_prob_estimate(env, model, x, k=8, generator=torch.Generator().manual_seed(3))
     assert torch.equal(table, bisect)
 
@@ -189,8 +189,8 @@ def test_estimated_metrics_function(models):
         # 3 reward levels: ties in log R cap Spearman below 1 for any continuous log p-hat
         assert m["pearson_log_p_log_r"] > 0.99 and m["spearman_log_p_log_r"] > 0.9
         # 10 best distinct cells: the 4 modes (R = 2.6) and 6 of the outer ring (R = 0.6)
-        assert m["eval_top10_log_reward"] == pytest.approx((4 * math.log(2.6) + 6 * math.log(0.6)) / 10, abs=1e-5)
-        assert 0 < m["eval_mean_reward"] <= 2.6
+        assert m["samples_top10_log_reward"] == pytest.approx((4 * math.log(2.6) + 6 * math.log(0.6)) / 10, abs=1e-5)
+        assert 0 < m["samples_mean_reward"] <= 2.6
 
 
 def test_estimated_metrics_without_sampler_uses_first_evaluation():

@@ -44,22 +44,33 @@ TargetSampler = Callable[[int, Optional[torch.Generator]], States]
 
 
 # ---------------------------------------------------------------------------- scoring
-class _PolicyCache:
-    """Distribution rows of one policy (P_F or P_B) for the distinct integer states seen so far.
+def _categorical(log_probs: torch.Tensor, mask: torch.Tensor) -> MaskedCategorical:
+    """A :class:`MaskedCategorical` from rows that are already normalised and -inf where masked."""
+    dist = MaskedCategorical.__new__(MaskedCategorical)
+    dist.logits, dist.mask, dist._log_probs = log_probs, mask, log_probs
+    return dist
+
+
+class _StateCache:
+    """P_F and P_B rows of the distinct integer tensor states seen so far (one network pass per
+    new state: the trunk encoding feeds both policies).
 
     States are identified by a mixed-radix int64 key of their entries (exact: no hashing); the
     radix grows, and the index is rebuilt, when a state outside the current range arrives.  The
     index is a direct lookup table when the key space is small (grids, small lattices), else a
-    sorted key array searched by bisection."""
+    sorted key array searched by bisection.  Disables itself (the caller then asks the model
+    directly) when keys would overflow, the cache would exceed ``max_states`` rows, or a policy
+    returns something other than a :class:`MaskedCategorical`."""
 
     #: largest key space indexed by a direct table (int64 entries: 64 MiB)
     TABLE_MAX = 1 << 23
 
-    def __init__(self, fn: Callable, max_states: int):
-        self.fn, self.max_states = fn, max_states
+    def __init__(self, model, max_states: int):
+        self.model, self.max_states = model, max_states
         self.lo = self.span = self.radix = None
         self.offset, self.space = 0, 0
-        self.keys = self.states = self.log_probs = self.mask = None  # rows in insertion order
+        self.keys = self.states = None  # rows in insertion order
+        self.rows: dict = {}  # "pf" / "pb" -> (log_probs, mask)
         self.table = self.sorted_keys = self.order = None
         self.disabled = False
 
@@ -70,7 +81,8 @@ class _PolicyCache:
         """Rebuild the lookup structure from ``self.keys``."""
         if self.space <= self.TABLE_MAX:
             self.sorted_keys = self.order = None
-            self.table = torch.full((self.space,), -1, dtype=torch.long, device=self.radix.device)
+            with torch.inference_mode(False):  # a normal tensor: updated in place in and out of inference mode
+                self.table = torch.full((self.space,), -1, dtype=torch.long, device=self.radix.device)
             if self.keys is not None:
                 self.table[self.keys] = torch.arange(self.keys.numel(), device=self.keys.device)
         else:
@@ -81,7 +93,8 @@ class _PolicyCache:
     def _widen(self, flat: torch.Tensor) -> bool:
         """Make the key range cover ``flat``; False when 62 bits cannot hold it."""
         # -1 and 1 are always in range (padding, unset entries), so most MDPs never widen twice
-        lo, hi = flat.min(0).values.clamp(max=-1), flat.max(0).values.clamp(min=1)
+        lo, hi = torch.aminmax(flat, dim=0)
+        lo, hi = lo.clamp(max=-1), hi.clamp(min=1)
         if self.lo is not None:
             if bool((lo >= self.lo).all() and (hi < self.lo + self.span).all()):
                 return True
@@ -108,56 +121,66 @@ class _PolicyCache:
         pos = torch.searchsorted(self.sorted_keys, key).clamp_(max=self.sorted_keys.numel() - 1)
         return torch.where(self.sorted_keys[pos] == key, self.order[pos], -1)
 
-    def __call__(self, states: torch.Tensor):
+    def _first_rows(self, key: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+        """One row index per distinct key among the rows flagged ``missing``."""
+        miss_rows = missing.nonzero().squeeze(1)
+        miss_keys = key[miss_rows]
+        if self.table is not None:  # first occurrence of each new key, without sorting
+            order = torch.arange(miss_rows.numel(), device=key.device)
+            self.table.index_fill_(0, miss_keys, miss_rows.numel())
+            self.table.scatter_reduce_(0, miss_keys, order, reduce="amin")
+            first = miss_rows[self.table[miss_keys] == order]
+            self.table[key[first]] = -1
+            return first
+        uniq, inv = torch.unique(miss_keys, return_inverse=True)
+        first = torch.full((uniq.numel(),), key.numel(), dtype=torch.long, device=key.device)
+        return first.scatter_reduce_(0, inv, miss_rows, reduce="amin")
+
+    def _add(self, key: torch.Tensor, states: torch.Tensor, first: torch.Tensor) -> bool:
+        """Evaluate both policies at ``states[first]`` and append them; False if not cacheable."""
+        n_cached = 0 if self.keys is None else self.keys.numel()
+        if n_cached + first.numel() > self.max_states:
+            return False
+        new_states = states[first]
+        h = self.model.encode(new_states, None)
+        dists = {"pf": self.model.pf_dist(new_states, None, h=h), "pb": self.model.pb_dist(new_states, None, h=h)}
+        if any(type(d) is not MaskedCategorical for d in dists.values()):
+            return False
+        new_keys = key[first]
+        if self.keys is None:
+            self.keys, self.states = new_keys, new_states
+            self.rows = {name: (d.log_probs, d.mask) for name, d in dists.items()}
+        else:
+            self.keys = torch.cat([self.keys, new_keys])
+            self.states = torch.cat([self.states, new_states])
+            self.rows = {name: (torch.cat([self.rows[name][0], d.log_probs]), torch.cat([self.rows[name][1], d.mask]))
+                         for name, d in dists.items()}
+        if self.table is not None:
+            self.table[new_keys] = torch.arange(n_cached, n_cached + new_keys.numel(), device=key.device)
+        else:
+            self._reindex()
+        return True
+
+    def dist(self, which: str, states: torch.Tensor) -> Optional[MaskedCategorical]:
+        """``which`` ("pf" or "pb") at ``states`` from the cache (filled as needed); None when the
+        cache cannot serve them."""
         if self.disabled or states.shape[0] == 0:
-            return self.fn(states, None)
+            return None
         flat = states.reshape(states.shape[0], -1).long()
         if not self._widen(flat):
             self.disabled = True
-            return self.fn(states, None)
+            return None
         key = self._key(flat)
         row = self._lookup(key)
         missing = row < 0
         if bool(missing.any()):
-            miss_rows = missing.nonzero().squeeze(1)
-            miss_keys = key[miss_rows]
-            if self.table is not None:  # first occurrence of each new key, without sorting
-                self.table.index_fill_(0, miss_keys, miss_rows.numel())
-                self.table.scatter_reduce_(0, miss_keys, torch.arange(miss_rows.numel(), device=key.device),
-                                           reduce="amin")
-                is_first = self.table[miss_keys] == torch.arange(miss_rows.numel(), device=key.device)
-                first = miss_rows[is_first]
-                uniq = key[first]
-                self.table[uniq] = -1
-            else:
-                uniq, inv = torch.unique(miss_keys, return_inverse=True)
-                first = torch.full((uniq.numel(),), key.numel(), dtype=torch.long, device=key.device)
-                first.scatter_reduce_(0, inv, miss_rows, reduce="amin")
-            n_cached = 0 if self.keys is None else self.keys.numel()
-            if n_cached + uniq.numel() > self.max_states:
+            if not self._add(key, states, self._first_rows(key, missing)):
                 self.disabled = True
-                return self.fn(states, None)
-            dist = self.fn(states[first], None)
-            if type(dist) is not MaskedCategorical:  # only categorical rows can be reused
-                self.disabled = True
-                return self.fn(states, None)
-            new = (uniq, states[first], dist.log_probs, dist.mask)
-            if self.keys is None:
-                self.keys, self.states, self.log_probs, self.mask = new
-            else:
-                self.keys = torch.cat([self.keys, new[0]])
-                self.states = torch.cat([self.states, new[1]])
-                self.log_probs = torch.cat([self.log_probs, new[2]])
-                self.mask = torch.cat([self.mask, new[3]])
-            if self.table is not None:
-                self.table[uniq] = torch.arange(n_cached, n_cached + uniq.numel(), device=key.device)
-            else:
-                self._reindex()
+                return None
             row = self._lookup(key)
-        lp = self.log_probs[row]
-        dist = MaskedCategorical(lp, self.mask[row])
-        dist._log_probs = lp  # already normalised (rows of s_0 under P_B are never used)
-        return dist
+        log_probs, mask = self.rows[which]
+        # rows of s_0 under P_B are all -inf (no parent) and never used
+        return _categorical(log_probs[row], mask[row])
 
 
 class _Distinct:
@@ -167,16 +190,21 @@ class _Distinct:
 
     def __init__(self, model, max_states: int = 1 << 21):
         self.model = model
-        self._pf = _PolicyCache(model.pf_dist, max_states)
-        self._pb = _PolicyCache(model.pb_dist, max_states)
+        self.cache = _StateCache(model, max_states)
+
+    def _dist(self, which: str, states: States, cond: Optional[torch.Tensor]):
+        dist = self.cache.dist(which, states) if _dedup_applies(states, cond) else None
+        if dist is None:
+            return getattr(self.model, f"{which}_dist")(states, cond)
+        return dist
 
     def pf_dist(self, states: States, cond: Optional[torch.Tensor] = None):
         """Forward action distribution at ``states``."""
-        return self._pf(states) if _dedup_applies(states, cond) else self.model.pf_dist(states, cond)
+        return self._dist("pf", states, cond)
 
     def pb_dist(self, states: States, cond: Optional[torch.Tensor] = None):
         """Backward action distribution at ``states``."""
-        return self._pb(states) if _dedup_applies(states, cond) else self.model.pb_dist(states, cond)
+        return self._dist("pb", states, cond)
 
 
 def _dedup_applies(states: States, cond: Optional[torch.Tensor]) -> bool:
@@ -446,8 +474,8 @@ class EstimatedMetrics:
     """``metrics_fn(trainer) -> dict`` for :func:`gfn.runner.run`: sampling-based metrics of any
     environment (see docs/metrics.md for the formulas).
 
-    Each call draws ``n`` forward samples (``log_z_elbo``, ``log_z_iw``, ``ess``, ``eval_mean_reward``,
-    ``eval_mean_log_reward``, ``eval_top{top_k}_log_reward``), ``n_eubo`` exact target samples when
+    Each call draws ``n`` forward samples (``log_z_elbo``, ``log_z_iw``, ``ess``, ``samples_mean_reward``,
+    ``samples_mean_log_reward``, ``samples_top{top_k}_log_reward``), ``n_eubo`` exact target samples when
     a ``target_sampler`` exists (``log_z_eubo``), ``delta_log_z_*`` when ``log_z_true`` is known, and
     the Pearson / Spearman correlation of :func:`log_prob_estimate` (``k`` backward trajectories)
     with log R on a test set of ``n_test`` objects fixed for the run: exact target samples (seeded
@@ -499,9 +527,9 @@ class EstimatedMetrics:
         x, log_r, log_w = forward_log_weights(env, model, self.n, cond, self.log_reward_fn)
         m = log_z_from_log_weights(log_w)
         finite = torch.isfinite(log_r)
-        m["eval_mean_log_reward"] = float(log_r[finite].mean()) if bool(finite.any()) else float("-inf")
-        m["eval_mean_reward"] = float(log_r.exp().mean())
-        m[f"eval_top{self.top_k}_log_reward"] = _top_k_mean(x, log_r, self.top_k)
+        m["samples_mean_log_reward"] = float(log_r[finite].mean()) if bool(finite.any()) else float("-inf")
+        m["samples_mean_reward"] = float(log_r.exp().mean())
+        m[f"samples_top{self.top_k}_log_reward"] = _top_k_mean(x, log_r, self.top_k)
         if self.target_sampler is not None:
             m["log_z_eubo"] = log_z_eubo(env, model, self.target_sampler(self.n_eubo, None), cond, self.log_reward_fn)
         if self.log_z_true is not None:
