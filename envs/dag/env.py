@@ -13,7 +13,8 @@ product per state, batched).  Removing an edge may break many paths, so ``backwa
 recomputes the closure from the adjacency by repeated squaring (log2 d batched matmuls).
 
 Reward: ``log R(G) = log p(G) + log p(D | G)`` with a modular prior and a decomposable score
-(:mod:`gfn.envs.dag.scores`).  For ``d <= cache_limit`` every local score is precomputed into
+(:mod:`gfn.envs.dag.scores`), minus its value for the empty graph (a log Bayes factor: it keeps log R
+above the objectives' log-reward floor of -100 and leaves the posterior unchanged).  For ``d <= cache_limit`` every local score is precomputed into
 a table indexed by (node, parent bitmask), so ``log_reward`` is one gather.  Exact enumeration
 (:meth:`DAGEnv.enumerate_states`) is available for ``d <= 5`` (29,281 DAGs).
 """
@@ -33,7 +34,12 @@ MAX_ENUMERABLE_NODES = 5
 
 
 class DAGReward(Reward):
-    """``log R(G) = log prior(G) + score(G)`` for graphs given as DAG-environment states."""
+    """``log R(G) = log prior(G) + score(G) - offset`` for graphs given as DAG-environment states.
+
+    The offset is the value for the empty graph, so log R is a log Bayes factor against it (the
+    posterior is unchanged).  Log marginal likelihoods are large negative numbers (about -300 for
+    100 samples of 5 variables) and would otherwise sit below the objectives' log-reward floor
+    (``gfn.objectives.LOG_REWARD_FLOOR = -100``), which would flatten the reward."""
 
     def __init__(self, score: Score, prior: Prior, cache_limit: int = 12):
         if score.d != prior.d:
@@ -42,6 +48,9 @@ class DAGReward(Reward):
         self.table: Optional[torch.Tensor] = None
         if self.d <= cache_limit:
             self.table = self._local_table()
+        self.offset = 0.0
+        empty = torch.zeros(1, 2 * self.d * self.d, dtype=torch.long)
+        self.offset = float(self.log_reward64(empty)[0])  # log R is relative to the empty graph
 
     def _local_table(self) -> torch.Tensor:
         """[d, 2^d] float64: local score + prior term of node j for every parent bitmask."""
@@ -62,14 +71,15 @@ class DAGReward(Reward):
         return states[:, : self.d * self.d].reshape(-1, self.d, self.d)
 
     def log_reward64(self, states: torch.Tensor) -> torch.Tensor:
-        """log R in float64 (exact metrics and tests)."""
+        """log R in float64 (exact metrics and tests): ``log p(G) + log p(D | G)`` minus the same
+        for the empty graph (:attr:`offset`)."""
         adj = self.adjacency(states)
         if self.table is not None:
             weights = (1 << torch.arange(self.d, device=states.device))
             codes = (adj * weights.unsqueeze(1)).sum(1)                        # parent bitmask of each node
             table = self.table.to(states.device)
-            return table.gather(1, codes.T).sum(0)
-        return self.prior.total(adj) + self.score.total(adj)
+            return table.gather(1, codes.T).sum(0) - self.offset
+        return self.prior.total(adj) + self.score.total(adj) - self.offset
 
     def log_reward(self, states: torch.Tensor) -> torch.Tensor:
         """log R(G) (float32, like the other environments' rewards)."""
