@@ -71,6 +71,11 @@ from gfn.envs.dag import DAGEnv  # noqa: E402
 register_env("dag", DAGEnv)
 __all__ += ["DAGEnv"]
 
+# phylogenetic trees (issue 22)
+from gfn.envs.phylo import PhyloTree  # noqa: E402
+register_env("phylo", PhyloTree)
+__all__ += ["PhyloTree"]
+
 # multi-objective tasks (issue 20)
 from gfn.envs.multiobjective import BraninCurrin, NGrams, TFBind8Multi  # noqa: E402
 register_env("branin_currin", BraninCurrin)
