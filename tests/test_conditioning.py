@@ -441,3 +441,20 @@ def test_lr_log_z_cond_gives_log_z_beta_its_own_learning_rate():
         assert {id(p) for p in tr.model.log_z.parameters()} == {id(p) for g in tr.optimizer.param_groups
                                                                 if g["name"] == "log_z" for p in g["params"]}
         tr.train(2)
+
+
+def test_logit_vs_layer_benchmark_paper_protocol_on_tfbind8(tmp_path, data_dir):
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import logit_vs_layer as bench
+    report = bench.main(["--task", "tfbind8", "--protocol", "paper", "--modes", "logit", "--seeds", "0",
+                         "--iterations", "4", "--eval-every", "4", "--hidden", "8", "--betas", "3",
+                         "--data-dir", str(data_dir), "--out", str(tmp_path / "lvl")])
+    s = report["setting"]
+    assert (s["batch_size"], s["lr"], s["lr_log_z_cond"], s["epsilon"]) == (32, 1e-4, 1e-2, 0.01)
+    for mode in ("logit",):  # one exact evaluation (87k states): a few seconds
+        last = [r for r in report["runs"] if r["mode"] == mode][0]["curve"][-1]
+        assert last["iteration"] == 4 and last["samples"] == 64  # two rounds: 32 sampled each
+        assert 0 <= last["modes_found"] <= 328 and 0 <= last["tv_exact_beta3"] <= 1
+    assert (tmp_path / "lvl.json").is_file() and (tmp_path / "lvl.png").is_file()
