@@ -33,6 +33,16 @@ CASES = {
         ("mogfn_pc_beta8", ["--task", "branin_currin", "--objective", "tb", "--iterations", "2000", "--batch-size",
                             "64", "--pref-beta", "8", "--eval-every", "500", "--lr-log-z", "0.01"]),
     ],
+    # recursionpharma/gflownet's Branin-Currin grid script (MOGFN-PC authors): w ~ Dir(1.5), beta ~ Gamma(16, 1)
+    # (here normal:16,4, its mean and std), batch 128, lr 1e-2 for every parameter, 3 x 64 MLP, uniform P_B,
+    # 1% random actions; exact tv at beta = 16.  Their MDP also ends a trajectory at the grid's far edge.
+    "branin_currin_authors": [
+        ("mogfn_pc_authors", ["--task", "branin_currin", "--objective", "tb", "--iterations", "2000",
+                              "--batch-size", "128", "--condition", "pref+beta", "--pref-alpha", "1.5",
+                              "--beta-dist", "normal:16,4", "--pref-beta", "16", "--eval-betas", "16",
+                              "--hidden", "64", "--n-layers", "3", "--uniform-pb", "--lr", "0.01",
+                              "--lr-log-z", "0.01", "--epsilon", "0.01", "--eval-every", "500"]),
+    ],
     "tfbind8_multi": [
         ("mogfn_pc", ["--task", "tfbind8_multi", "--tfs", "SIX6,PAX6", "--data-dir", DATA, "--objective", "tb",
                       "--iterations", "2000", "--batch-size", "64", "--pref-beta", "16", "--lr-log-z", "0.01",
