@@ -44,9 +44,10 @@ class Alignment:
 
 
 def read_fasta(path) -> tuple[list, list]:
-    """Names and sequences of a FASTA file (upper-cased; all sequences must have one length)."""
+    """Names and sequences of a FASTA file, plain or gzipped (upper-cased; all sequences must have one length)."""
+    from gfn.envs.sequences.data import open_text  # plain or gzipped (the packaged copy)
     names, seqs = [], []
-    with open(path) as f:
+    with open_text(path) as f:
         for line in f:
             line = line.strip()
             if not line:

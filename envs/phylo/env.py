@@ -303,18 +303,19 @@ class PhyloTree(DiscreteEnv):
 
     # ------------------------------------------------------------------ policy features
     def featurize(self, states: Forest) -> torch.Tensor:
-        """Per-slot root data [B, n, P] (Fitch codes; 0 = empty slot) or [B, n, P, 4] partials."""
+        """Per-slot root data, flattened to [B, n * P] (Fitch codes as floats; 0 = empty slot) or
+        [B, n * P * 4] (partials); :class:`~gfn.envs.phylo.policy.RootSetEncoder` unflattens it."""
         B, n = len(states), self.n
         rows = torch.arange(B, device=self.device).repeat_interleave(n)
         nodes = states.roots.reshape(-1)
         x = self._node_data(states, rows, nodes.clamp(min=0))
         x = torch.where((nodes >= 0).view(-1, *([1] * (x.dim() - 1))), x, torch.zeros_like(x))
-        return x.reshape(B, n, *x.shape[1:])
+        return x.reshape(B, -1).float()
 
     @property
     def feature_dim(self) -> int:
-        """Features per slot: one-hot Fitch sets (P x states) or partials (P x 4)."""
-        return self.n_patterns * (4 if self.likelihood else self.alignment.n_states)
+        """n slots x P patterns (x 4 partials with the likelihood reward)."""
+        return self.n * self.n_patterns * (4 if self.likelihood else 1)
 
     def build_gflownet(self, flow: bool = False, **kw):
         """Pair-scoring set-encoder GFlowNet (see :mod:`gfn.envs.phylo.policy`)."""

@@ -35,14 +35,15 @@ class RootSetEncoder(nn.Module):
         super().__init__()
         self.likelihood = env.likelihood
         self.n_states = 4 if env.likelihood else env.alignment.n_states
+        self.n_slots, self.n_patterns = env.n, env.n_patterns
         self.embed = nn.Linear(env.n_patterns * self.n_states, hidden)
         self.blocks = nn.ModuleList(mlp(2 * hidden, hidden, hidden, 1) for _ in range(n_layers))
         self.register_buffer("bits", 1 << torch.arange(self.n_states), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, n, P] codes or [N, n, P, 4] partials -> [N, n, H]; empty slots stay 0."""
-        N, n = x.shape[:2]
-        flat = x.reshape(N * n, *x.shape[2:])
+        """[N, n * P] codes or [N, n * P * 4] partials (``featurize``) -> [N, n, H]; empty slots stay 0."""
+        N, n = x.shape[0], self.n_slots
+        flat = x.reshape(N * n, self.n_patterns, -1) if self.likelihood else x.reshape(N * n, self.n_patterns)
         occ = (flat != 0).flatten(1).any(-1)
         idx = occ.nonzero().squeeze(1)
         sel = flat[idx]
