@@ -291,7 +291,7 @@ def main(argv=None) -> dict:
     write_json(args.out + ".json", report)
     ks = ", ".join(f"{t} K={args.k or DEFAULT_K[t]}" for t in args.tasks)
     if args.protocol == "paper":
-        plot(summary, args.out + ".png", f"authors' protocol: TB vs TB + LS ({ks}; I={args.ls_iterations}, {args.accept}), "
+        plot(summary, args.out + ".png", f"authors' protocol: TB vs TB + LS ({ks}; I={args.ls_iterations}, {args.accept}),\n"
                                          f"{args.calls_per_round} calls/round, seeds {args.seeds}")
     else:
         plot(summary, args.out + ".png", f"TB vs TB + local search ({ks}; I={args.ls_iterations}, {args.accept}), "
