@@ -5,7 +5,12 @@ estimators (:class:`GFlowNet`), the vectorised :class:`Sampler`, packed
 :class:`TrajectoryBatch`, segment ops (:mod:`gfn.ops`), the generic :class:`Trainer`,
 metrics (:mod:`gfn.metrics`) and the conformance suite :func:`check_env`.
 Environments live in :mod:`gfn.envs`, objectives in :mod:`gfn.objectives`.
+The distribution is named ``gfnkit`` (what pip lists); the import name is ``gfn``.
 """
+
+from gfn.install_check import check_installation as _check_installation
+
+_check_installation()  # another distribution (e.g. torchgfn) installing `gfn` too: one clear error
 
 from gfn.env import ContinuousEnv, DiscreteEnv, Env, EnvError, Reward
 from gfn.distributions import MaskedCategorical
