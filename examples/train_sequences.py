@@ -6,7 +6,8 @@
 Tasks: ``bitseq`` (``--word-size``, ``--seq-len``, ``--n-modes``), ``tfbind8``, ``qm9str``,
 ``rna`` (``--rna-target L14_RNA1|L14_RNA2|L14_RNA3``, needs ``viennarna``).  ``--mdp``
 chooses append / prepend_append / fill (default: the task's published MDP), ``--policy``
-mlp / transformer / gru.  ``--data-dir`` defaults to the environment variable GFN_DATA_DIR.
+mlp / transformer / gru.  ``--data-dir`` defaults to the environment variable GFN_DATA_DIR, else
+the data shipped with the library.
 ``--prioritized-replay`` turns on the papers' replay (half from the top 10% by reward; size
 ``--replay-capacity``, default 10,000); it is on by default for TFBind8 and QM9str, where it
 finds the most modes, with the replayed trajectories on top of ``--batch-size`` fresh ones
@@ -56,7 +57,7 @@ class SequenceConfig(RunConfig):
     """Shared flags plus the sequence-task parameters."""
 
     task: str = field(default="tfbind8", metadata={"help": "task", "choices": TASKS})
-    data_dir: str = field(default="", metadata={"help": "data root holding tfbind8/, qm9str/, rna/ (default: $GFN_DATA_DIR)"})
+    data_dir: str = field(default="", metadata={"help": "data root holding tfbind8/, qm9str/, rna/ (default: $GFN_DATA_DIR, else the data shipped with the library)"})
     mdp: str = field(default="", metadata={"help": "append | prepend_append | fill (default: the task's)"})
     policy: str = field(default="mlp", metadata={"help": "policy network", "choices": ("mlp", "transformer", "gru")})
     word_size: int = field(default=1, metadata={"help": "bitseq: bits per token"})
