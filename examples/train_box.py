@@ -8,7 +8,9 @@ states from the trained P_F (no exploration) and writes ``<out>/metrics.json`` w
 ``jsd_grid`` and ``tv_grid`` (histogram vs exact target on a ``--bins`` x ``--bins`` grid),
 their floor for the same number of exact target samples (``*_reference``), ``w1`` / ``w2``
 (pot, 2,000 points of each), ``log_z_true`` / ``log_z_error``, and the density plot
-``<out>/density.png`` (samples | target).
+``<out>/density.png`` (samples | target), and the estimated metrics of docs/metrics.md
+(``log_z_elbo``, ``log_z_iw``, ``ess``, ``log_z_eubo``, ``delta_log_z_*``, correlation of the
+importance-sampled log density with log R).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from gfn.metrics import continuous as cm
 from gfn.config import RunConfig, parse_config
 from gfn.envs import Box
+from gfn.metrics.estimated import EstimatedMetrics
 from gfn.runner import run
 
 BOUNDS = [(0.0, 1.0), (0.0, 1.0)]
@@ -61,11 +64,15 @@ def make_metrics(env: Box, cfg: BoxConfig):
     ref = cm.reference_divergences(log_density, BOUNDS, cfg.n_eval, cfg.bins, seed=cfg.seed)
     log_z_true = cm.log_integral(log_density, BOUNDS, cfg.bins)
     state = {}
+    # log Z bounds, ESS, log p-hat (a density) vs log R; EUBO from exact target samples of the grid
+    target = lambda n, g=None: cm.sample_grid_density(log_density, BOUNDS, n, cfg.bins, generator=g).float()  # noqa: E731
+    estimated = EstimatedMetrics(env, target_sampler=target, log_z_true=log_z_true, seed=cfg.seed)
 
     def metrics_fn(trainer) -> dict:
         x = sample_terminal(trainer, cfg.n_eval)
         state["x"] = x
-        m = cm.grid_divergences(x, log_density, BOUNDS, cfg.bins)
+        m = estimated(trainer)
+        m.update(cm.grid_divergences(x, log_density, BOUNDS, cfg.bins))
         m.update(ref)
         target = cm.sample_grid_density(log_density, BOUNDS, 2000, cfg.bins,
                                         generator=torch.Generator().manual_seed(cfg.seed + 1))

@@ -17,6 +17,7 @@ import torch
 
 from gfn import metrics
 from gfn.config import RunConfig, parse_config
+from gfn.metrics.estimated import EstimatedMetrics
 from gfn.envs import HyperGrid
 from gfn.run_logging import comparison_image
 from gfn.runner import log_z_value, run
@@ -51,12 +52,14 @@ class ModesSeen:
 
 
 def make_metrics(env: HyperGrid):
-    """Exact tv/jsd/kl, log Z error and modes found (cumulative over sampled objects)."""
+    """Exact tv/jsd/kl, log Z error, modes found (cumulative over sampled objects) and the estimated metrics."""
     modes = env.mode_mask().cpu()
     collect = ModesSeen(env)
+    estimated = EstimatedMetrics(env)  # log Z bounds, ESS, log p-hat vs log R (exact target samples)
 
     def metrics_fn(trainer) -> dict:
-        m = metrics.exact_metrics(env, trainer.model)
+        m = estimated(trainer)
+        m.update(metrics.exact_metrics(env, trainer.model))
         log_z = log_z_value(trainer.model, trainer.objective)
         m.update({"log_z_error": abs(log_z - m["log_z_true"]),
                   "modes_found": int((collect.seen & modes).sum()), "n_modes": int(modes.sum())})

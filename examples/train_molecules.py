@@ -8,7 +8,9 @@ top100_diversity, random_top100_qed, n_above_threshold, ...), ``<out>/config.jso
 TensorBoard event files, ``<out>/top_molecules.png`` (grid of the best molecules) and
 ``<out>/top_molecules.csv``.  Top-k metrics are over all distinct molecules sampled during
 training plus the final evaluation sample; validity and uniqueness are measured on
-``--n-eval`` molecules sampled from the trained policy without exploration.
+``--n-eval`` molecules sampled from the trained policy without exploration.  Every evaluation also
+writes the estimated metrics of docs/metrics.md (``log_z_elbo``, ``log_z_iw``, ``ess``,
+``pearson_log_p_log_r``, ``spearman_log_p_log_r``; 256 samples, k = 8 backward trajectories).
 Needs ``pip install rdkit``.
 """
 
@@ -25,6 +27,7 @@ from gfn.config import RunConfig, parse_config
 from gfn.envs.molecules import MoleculeEnv, MoleculeReward
 from gfn.envs.molecules.metrics import (MoleculeTracker, draw_molecules, random_policy_summary, uniqueness,
                                         validity)
+from gfn.metrics.estimated import EstimatedMetrics
 from gfn.runner import run
 from gfn.sampler import Sampler
 
@@ -70,6 +73,8 @@ def make_hooks(cfg: MoleculeConfig, env: MoleculeEnv):
     reward: MoleculeReward = env.reward
     t0 = time.process_time()
     final_cache: dict = {}
+    # log Z bounds, ESS, log p-hat vs log R (test set: the first evaluation's molecules)
+    estimated = EstimatedMetrics(env, n=256, k=8, n_test=100, top_k=cfg.top_k, target_sampler=None, seed=cfg.seed)
 
     def collect(trainer, iteration, info):
         tracker.add_props(reward.properties(info.batch.terminal_states))
@@ -99,6 +104,7 @@ def make_hooks(cfg: MoleculeConfig, env: MoleculeEnv):
                 m.update(random_policy_summary(env, reward, cfg.random_samples, cfg.top_k, seed=cfg.seed))
             final_cache["done"] = True
         m.update(tracker.summary(cfg.top_k, cfg.reward_threshold))
+        m.update(estimated(trainer))
         return m
 
     def images_fn(trainer) -> dict:

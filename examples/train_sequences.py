@@ -19,7 +19,8 @@ finds the most modes, with the replayed trajectories on top of ``--batch-size`` 
 
 Writes ``<out>/metrics.json`` (modes_found, n_samples, top100_reward, top100_diversity,
 unique_fraction, tv_exact where enumerable, and ``history``: the same at every evaluation),
-``<out>/config.json`` and TensorBoard logs.
+the estimated metrics of docs/metrics.md (``log_z_elbo``, ``log_z_iw``, ``ess``, correlation of
+log p-hat with log R; ``log_z_eubo`` where enumerable), ``<out>/config.json`` and TensorBoard logs.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from gfn.envs.sequences.bitseq import tokens_to_bits
 from gfn.objectives import get_objective
 
 from gfn.config import RunConfig, parse_config
+from gfn.metrics.estimated import EstimatedMetrics
 from gfn.runner import run, trainer_config
 from gfn.trainer import Trainer
 from gfn.utils import seed_everything
@@ -132,10 +134,18 @@ def main(argv=None) -> dict:
     tracker, notes = make_metrics(cfg, env)
     history: list = []
 
+    # log Z bounds, ESS, log p-hat vs log R; exact target samples where the task is enumerable
+    estimated = EstimatedMetrics(env, target_sampler="auto" if env.is_enumerable else None, seed=cfg.seed)
+    metric_evals = [0]  # rna: reward evaluations made by the estimated metrics, not by training
+
     def metrics_fn(trainer) -> dict:
         m = tracker.metrics_fn(trainer)
+        n0 = env.score.n_evals if cfg.task == "rna" else 0
+        m.update(estimated(trainer))
         if cfg.task == "rna":
-            m["reward_evaluations"] = env.score.n_evals
+            metric_evals[0] += env.score.n_evals - n0
+            m["reward_evaluations"] = env.score.n_evals - metric_evals[0]
+            m["reward_evaluations_metrics"] = metric_evals[0]
             m["evals_per_second"] = env.score.evals_per_second
         keep = ("modes_found", "n_samples", "top100_reward", "top100_diversity", "unique_fraction", "tv_exact")
         history.append({"iteration": trainer.iteration,
@@ -145,7 +155,8 @@ def main(argv=None) -> dict:
         m.update(notes)
         return m
 
-    trainer = Trainer(env, model, objective, trainer_config(cfg), hooks=[tracker])
+    hooks = [tracker] if estimated.target_sampler is not None else [tracker, estimated.hook]  # test set survives resume
+    trainer = Trainer(env, model, objective, trainer_config(cfg), hooks=hooks)
     if cfg.prioritized_replay:
         trainer.replay = RewardPrioritizedReplay(cfg.replay_capacity, top_fraction=cfg.top_fraction)
     result = run(cfg, env, metrics_fn, trainer=trainer, name=f"sequences-{cfg.task}")

@@ -235,24 +235,33 @@ def exact_metrics_available(env) -> bool:
     return n is None or int(n) <= EXACT_METRICS_MAX_STATES
 
 
-def make_metrics(env, top_k: int = 100):
-    """``(tracker hook, metrics_fn, images_fn)`` for any environment."""
+def make_metrics(env, top_k: int = 100, estimated: bool = True):
+    """``(tracker hook, metrics_fn, images_fn)`` for any environment.  ``estimated``: add the
+    sampling-based metrics of :class:`gfn.metrics.estimated.EstimatedMetrics` (log Z bounds, ESS,
+    log p-hat vs log R correlation; they need a model usable without a conditioning vector);
+    ``metrics_fn.hooks`` are trainer hooks the run needs for them (checkpointed state)."""
     from gfn import metrics
+    from gfn.metrics.estimated import EstimatedMetrics
     from gfn.runner import log_z_value
     exact = exact_metrics_available(env)
     mode_mask = None
     if exact and callable(getattr(env, "mode_mask", None)):
         mode_mask = env.mode_mask()
     tracker = SampleTracker(env, top_k, mode_mask)
+    est = EstimatedMetrics(env, top_k=top_k, target_sampler="auto" if exact else None) if estimated else None
 
     def metrics_fn(trainer) -> dict:
         m = tracker.metrics()
+        if est is not None:
+            m.update(est(trainer))
         if exact:
             m.update(metrics.exact_metrics(env, trainer.model))
             log_z = log_z_value(trainer.model, trainer.objective)
             m["log_z_error"] = abs(log_z - m["log_z_true"])
         return m
 
+    # a test set drawn at the first evaluation must survive a resume: checkpointed by this hook
+    metrics_fn.hooks = [est.hook] if est is not None and est.target_sampler is None else []
     return tracker, metrics_fn, grid_images_fn(env) if exact else None
 
 
@@ -322,9 +331,12 @@ def cmd_train(argv: Sequence[str]) -> int:
                        exit_on_error=False)
     cfg.env = env_name
     env = build_env(cfg)
-    tracker, metrics_fn, images_fn = make_metrics(env, cfg.top_k)
+    from gfn.preferences import PREF_MODES
+    tracker, metrics_fn, images_fn = make_metrics(env, cfg.top_k,
+                                                  estimated=getattr(cfg, "condition", "none") not in PREF_MODES)
     from gfn.runner import run
-    result = run(cfg, env, metrics_fn, hooks=[tracker], images_fn=images_fn, name=run_name(env_name))
+    result = run(cfg, env, metrics_fn, hooks=[tracker, *metrics_fn.hooks], images_fn=images_fn,
+                 name=run_name(env_name))
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}, indent=2))
     return 0

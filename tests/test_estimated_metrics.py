@@ -244,3 +244,22 @@ def test_errors():
         est.EstimatedMetrics(env, target_sampler=3)
     with pytest.raises(ValueError, match="n must be a positive integer"):
         est.EstimatedMetrics(env, n=0)
+
+
+def test_test_set_hook_survives_a_resume():
+    """Without a target sampler the test set comes from the first evaluation; the hook's state
+    carries it into a resumed run, which then reports the same correlations."""
+    torch.manual_seed(0)
+    env = Ising(5)
+    model = build_gflownet(env, hidden=16)
+    first = est.EstimatedMetrics(env, n=200, k=4, n_test=50)
+    torch.manual_seed(1)
+    m1 = first.evaluate(model)
+    state = first.hook.state_dict()
+    assert state["x_test"].shape == (50, 25)
+    resumed = est.EstimatedMetrics(env, n=200, k=4, n_test=50)
+    resumed.hook.load_state_dict(state)
+    torch.manual_seed(1)
+    m2 = resumed.evaluate(model)
+    assert torch.equal(resumed.x_test, first.x_test)
+    assert m1 == m2

@@ -510,6 +510,13 @@ class EstimatedMetrics:
         if target_sampler is not None:
             self._set_test(target_sampler(self.n_test, torch.Generator().manual_seed(seed)))
 
+    @property
+    def hook(self) -> "_TestSetHook":
+        """A trainer hook (``run(..., hooks=[est.hook])``) that checkpoints the test set, so that a
+        resumed run keeps the one drawn at its first evaluation (tensor states; other state types
+        draw a new one after a resume).  Not needed where a target sampler fixes the test set."""
+        return _TestSetHook(self)
+
     def _set_test(self, x: States) -> None:
         c = _expand_cond(self.cond, batch_len(x), "EstimatedMetrics")
         with torch.no_grad():
@@ -546,3 +553,24 @@ class EstimatedMetrics:
         if self.target_sampler is not None:
             m["estimate_n_eubo"] = self.n_eubo
         return m
+
+
+class _TestSetHook:
+    """No-op trainer hook whose state is the test set of an :class:`EstimatedMetrics`."""
+
+    def __init__(self, owner: EstimatedMetrics):
+        self.owner = owner
+
+    def __call__(self, trainer, iteration, info) -> None:
+        """Nothing to do during training."""
+
+    def state_dict(self) -> dict:
+        """The test set when it is a tensor (None before the first evaluation)."""
+        x = self.owner.x_test
+        return {"x_test": x.detach().cpu() if torch.is_tensor(x) else None}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore the test set (and recompute its log-rewards)."""
+        x = d.get("x_test")
+        if x is not None:
+            self.owner._set_test(x.to(self.owner.env.device))
