@@ -158,3 +158,23 @@ def test_qm9str_and_rna_files_are_checked(tmp_path):
     root = _root(tmp_path, "r", {"rna/L14_RNA1_modes.txt": modes[:2] + [modes[2][:13]]})
     with pytest.raises(DataError, match=r"L14_RNA1_modes\.txt, line 3: .* has 13 letters, expected 14"):
         RNABinding("L14_RNA1", str(root))
+
+
+@pytest.mark.parametrize("rows,pattern", [
+    ([[1.5, 3, 4], [float("inf"), 5]], r"row 1: fragment score inf is not finite"),
+    ([[1.5, 3, 4], [1e300, 5]], r"row 1: fragment score 1e\+300 is outside the plausible range"),
+    ([[1.5, 3, 4], [-0.5, 6, 4]], r"row 1: fragment 4 has score -0.5 but row 0 gives it 1.5 \(conflicting"),
+    ([[1.5, 3, 4], [2.0]], r"row 1: expected \[score, fragment ids...\]"),
+])
+def test_sa_score_fragment_table_is_checked(tmp_path, rows, pattern):
+    """The molecules' SA-score table (decoded without unpickling) is checked like the other tables."""
+    import pickle
+
+    from gfn.envs.molecules.sascore import read_fragment_scores
+    path = tmp_path / "fpscores.pkl.gz"
+    path.write_bytes(gzip.compress(pickle.dumps(rows, protocol=2)))
+    with pytest.raises(ValueError, match=pattern):
+        read_fragment_scores(str(path))
+    ok = tmp_path / "ok.pkl.gz"
+    ok.write_bytes(gzip.compress(pickle.dumps([[1.5, 3, 4], [1.5, 4], [-0.5, 5]], protocol=2)))
+    assert read_fragment_scores(str(ok)) == {3: 1.5, 4: 1.5, 5: -0.5}

@@ -10,6 +10,7 @@ and floats (anything else is rejected), and hands the table to RDKit's scorer so
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickletools
 from typing import Optional
@@ -17,6 +18,8 @@ from typing import Optional
 _ALLOWED = {"PROTO", "FRAME", "MARK", "LIST", "EMPTY_LIST", "APPEND", "APPENDS", "INT", "BININT", "BININT1",
             "BININT2", "LONG", "LONG1", "FLOAT", "BINFLOAT", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "STOP"}
 _scorer = None
+#: fragment contributions of RDKit's table lie in about [-3.2, 2.9]; anything far outside is a damaged file
+SCORE_RANGE = (-10.0, 10.0)
 
 
 def fragment_scores_path() -> str:
@@ -61,11 +64,23 @@ def read_fragment_scores(path: Optional[str] = None) -> dict:
             result = stack.pop()
     if not isinstance(result, list):
         raise ValueError("the SA_Score fragment table did not decode to a list")
-    table = {}
-    for row in result:
+    where = path or fragment_scores_path()
+    table: dict = {}
+    first_row: dict = {}
+    for i, row in enumerate(result):
+        if not isinstance(row, list) or len(row) < 2:
+            raise ValueError(f"{where}, row {i}: expected [score, fragment ids...], got {row!r:.80}")
         score = float(row[0])
+        if not math.isfinite(score) or not SCORE_RANGE[0] <= score <= SCORE_RANGE[1]:
+            raise ValueError(f"{where}, row {i}: fragment score {score!r} is "
+                             f"{'not finite' if not math.isfinite(score) else f'outside the plausible range {SCORE_RANGE}'}")
         for frag in row[1:]:
-            table[int(frag)] = score
+            frag = int(frag)
+            if frag in table and table[frag] != score:
+                raise ValueError(f"{where}, row {i}: fragment {frag} has score {score} but row {first_row[frag]} "
+                                 f"gives it {table[frag]} (conflicting duplicates)")
+            table[frag] = score
+            first_row.setdefault(frag, i)
     return table
 
 
