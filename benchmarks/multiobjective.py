@@ -47,6 +47,9 @@ CASES = {
         ("mogfn_pc", ["--task", "tfbind8_multi", "--tfs", "SIX6,PAX6", "--data-dir", DATA, "--objective", "tb",
                       "--iterations", "2000", "--batch-size", "64", "--pref-beta", "16", "--lr-log-z", "0.01",
                       "--n-eval", "1001"]),
+        ("mogfn_pc_6000", ["--task", "tfbind8_multi", "--tfs", "SIX6,PAX6", "--data-dir", DATA, "--objective", "tb",
+                           "--iterations", "6000", "--batch-size", "64", "--pref-beta", "16", "--lr-log-z", "0.01",
+                           "--n-eval", "1001", "--eval-every", "2000"]),
     ],
     "molecules": [
         ("mogfn_pc", ["--task", "molecules_moo", "--objective", "tb", "--iterations", "300", "--batch-size", "32",
@@ -71,6 +74,7 @@ def _example():
 def run_case(case: str, seed: int, out_root: str) -> dict:
     """Run every configuration of ``case``; returns the report."""
     ex = _example()
+    tag = "" if seed == 0 else f"_s{seed}"  # seed 0 is the reference run; other seeds get their own files
     report = {"case": case, "seed": seed, "device": "cpu", "runs": {}}
     for name, flags in CASES[case]:
         out = os.path.join(out_root, f"{case}-{name}-s{seed}")
@@ -84,10 +88,10 @@ def run_case(case: str, seed: int, out_root: str) -> dict:
             "metrics": {k: v for k, v in m.items() if isinstance(v, (int, float, str))}}
         png = os.path.join(out, "pareto.png")
         if os.path.isfile(png):
-            dst = os.path.join(HERE, "results", f"multiobjective_{case}_{name}.png")
+            dst = os.path.join(HERE, "results", f"multiobjective_{case}_{name}{tag}.png")
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copyfile(png, dst)
-    write_json(os.path.join(HERE, "results", f"multiobjective_{case}.json"), report)
+    write_json(os.path.join(HERE, "results", f"multiobjective_{case}{tag}.json"), report)
     return report
 
 
