@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import gfn
 from gfn.config import RunConfig, parse_config
 from gfn.metrics import exact_metrics
+from gfn.metrics.estimated import EstimatedMetrics
 from gfn.runner import run
 
 
@@ -52,5 +53,6 @@ if __name__ == "__main__":
     cfg = parse_config(RunConfig, description="Train a GFlowNet on subsets (tutorial).")
     env = Subsets(6, cfg.device)
     print(gfn.check_env(env))  # the contract first: step/backward_step inverse, masks consistent, ...
-    result = run(cfg, env, lambda trainer: exact_metrics(env, trainer.model), name="subsets")
+    estimated = EstimatedMetrics(env)  # log Z bounds, ESS, log p-hat vs log R (docs/metrics.md)
+    result = run(cfg, env, lambda trainer: {**estimated(trainer), **exact_metrics(env, trainer.model)}, name="subsets")
     print(f"tv to the exact target distribution: {result['tv_exact']:.4f}")
