@@ -3,6 +3,14 @@
     python examples/train_hypergrid.py --ndim 2 --height 8 --objective tb --iterations 1000 \
         --batch-size 16 --seed 0 --out runs/hypergrid
 
+With ``--condition logit|layer|logit+layer`` the defaults become 3000 iterations of batch 64
+(:data:`CONDITIONAL_DEFAULTS`; flags or a config file still set them): one model must learn
+three targets, and beta = 1, the flattest, converges last.  Seed 0 then reaches
+tv_exact_beta1/2/3 of 0.043 / 0.017 / 0.008 (docs/conditioning.md)::
+
+    python examples/train_hypergrid.py --ndim 2 --height 8 --objective tb --condition logit \
+        --eval-betas 1,2,3 --seed 0
+
 Writes ``<out>/metrics.json`` (tv_exact, jsd_exact, log_z, log_z_true, modes_found, ...),
 ``<out>/config.json`` and TensorBoard event files (scalars and a heat map of the learned vs
 target distribution for 2-D grids).
@@ -16,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gfn import metrics
-from gfn.config import RunConfig, parse_config
+from gfn.config import RunConfig, build_parser, load_config_file, parse_config
 from gfn.metrics.estimated import EstimatedMetrics
 from gfn.envs import HyperGrid
 from gfn.run_logging import comparison_image
@@ -79,8 +87,30 @@ def make_images(env: HyperGrid):
     return images_fn
 
 
+#: defaults under --condition (a temperature-conditional model learns R^beta for every beta at
+#: once: with the unconditional defaults, 1000 x 16, tv_exact_beta1 stays at 0.11)
+CONDITIONAL_DEFAULTS = {"iterations": 3000, "batch_size": 64}
+
+
+def given_fields(argv=None) -> set:
+    """Fields the command line, a ``--config`` file or a resumed run sets (the parser's flags
+    default to None, so unset flags are absent)."""
+    ns = build_parser(HyperGridConfig).parse_args(argv)
+    given = {k for k, v in vars(ns).items() if v is not None}
+    if ns.config:
+        given |= set(load_config_file(ns.config))
+    if ns.resume:  # a resumed run keeps the settings it was started with
+        given |= set(CONDITIONAL_DEFAULTS)
+    return given
+
+
 def main(argv=None) -> dict:
     cfg = parse_config(HyperGridConfig, argv, description=__doc__.split("\n")[0])
+    if (cfg.condition or "none") != "none":
+        given = given_fields(argv)
+        for name, value in CONDITIONAL_DEFAULTS.items():
+            if name not in given:
+                setattr(cfg, name, value)
     env = HyperGrid(cfg.ndim, cfg.height, cfg.R0, cfg.R1, cfg.R2, device=cfg.device)
     collect, metrics_fn = make_metrics(env)
     result = run(cfg, env, metrics_fn, hooks=[collect], images_fn=make_images(env), name="hypergrid")

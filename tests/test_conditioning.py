@@ -458,3 +458,26 @@ def test_logit_vs_layer_benchmark_paper_protocol_on_tfbind8(tmp_path, data_dir):
         assert last["iteration"] == 4 and last["samples"] == 64  # two rounds: 32 sampled each
         assert 0 <= last["modes_found"] <= 328 and 0 <= last["tv_exact_beta3"] <= 1
     assert (tmp_path / "lvl.json").is_file() and (tmp_path / "lvl.png").is_file()
+
+
+def test_hypergrid_example_uses_its_conditional_defaults_unless_told(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_hypergrid.py"
+    spec = importlib.util.spec_from_file_location("_example_train_hypergrid_cond", path)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)
+    spec.loader.exec_module(mod)
+    assert mod.CONDITIONAL_DEFAULTS == {"iterations": 3000, "batch_size": 64}
+    given = mod.given_fields(["--condition", "logit", "--iterations", "5"])
+    assert {"condition", "iterations"} <= given and "batch_size" not in given
+    common = ["--iterations", "2", "--height", "4", "--no-progress", "--hidden", "8"]
+
+    def resolved(name, *flags):
+        mod.main(list(flags) + common + ["--out", str(tmp_path / name)])
+        cfg = json.loads((tmp_path / name / "config.json").read_text())
+        return cfg["iterations"], cfg["batch_size"]
+    assert resolved("logit", "--condition", "logit") == (2, 64)          # batch: the conditional default
+    assert resolved("layer", "--condition", "layer", "--batch-size", "8") == (2, 8)   # flags win
+    assert resolved("plain") == (2, 16)                                   # unconditional: unchanged
