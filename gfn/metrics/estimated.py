@@ -17,10 +17,16 @@ the forward policy against the target path measure ``R(x) P_B(tau | x) / Z``).
   of the above (and ``delta_log_z_*`` when the true log Z is known) on a fixed test set.
 * :func:`exact_target_sampler`: draws exact target samples of an enumerable environment.
 
-Everything is batched: one backward sampling call over ``n * k`` trajectories and one scoring
-pass per chunk; no Python loop over objects.  For integer tensor states (grids, sequences, spins)
-the policy networks run once per *distinct* state of a chunk (:func:`trajectory_log_ratios`), which
-is what makes ``k = 64`` cheap on grids.
+Helpers for other estimators: :func:`forward_log_weights` (log w of n on-policy samples),
+:func:`backward_log_weights` (log w of one backward trajectory from each given object),
+:func:`log_z_from_log_weights`, :func:`trajectory_log_ratios` (per-trajectory log P_F - log P_B of a
+packed batch).  All take ``(env, model, ..., cond=None)``; ``cond`` is one vector or one per object.
+
+Everything is batched: one backward sampling call over ``n * k`` trajectories (in chunks of
+``chunk`` trajectories) and one scoring pass per chunk; no Python loop over objects.  For integer
+tensor states without conditioning (grids, sequences, spins) the policy networks run once per
+*distinct* state per call, cached across sampling steps, chunks and scoring (exact: the same
+numbers as scoring every row), which is what makes ``k = 64`` cheap on grids.
 """
 
 from __future__ import annotations
@@ -142,8 +148,11 @@ class _StateCache:
         if n_cached + first.numel() > self.max_states:
             return False
         new_states = states[first]
-        h = self.model.encode(new_states, None)
-        dists = {"pf": self.model.pf_dist(new_states, None, h=h), "pb": self.model.pb_dist(new_states, None, h=h)}
+        if callable(getattr(self.model, "encode", None)):  # a GFlowNet: one trunk pass feeds both policies
+            h = self.model.encode(new_states, None)
+            dists = {"pf": self.model.pf_dist(new_states, None, h=h), "pb": self.model.pb_dist(new_states, None, h=h)}
+        else:
+            dists = {"pf": self.model.pf_dist(new_states, None), "pb": self.model.pb_dist(new_states, None)}
         if any(type(d) is not MaskedCategorical for d in dists.values()):
             return False
         new_keys = key[first]
