@@ -24,7 +24,7 @@ from typing import Optional
 
 import torch
 
-from gfn.states import States, batch_len
+from gfn.states import States, batch_index, batch_len
 
 
 class EnvError(ValueError):
@@ -62,6 +62,9 @@ class Env(ABC):
     state_dtype: Optional[torch.dtype] = None
     #: True when log_reward is meaningful for non-terminal states (forward-looking objectives)
     provides_intermediate_rewards: bool = False
+    #: True for environments whose transitions are random given the action (see
+    #: :class:`StochasticDiscreteEnv`); deterministic environments leave it False
+    is_stochastic: bool = False
 
     def __init__(self, reward: Optional[Reward] = None, device: str | torch.device = "cpu"):
         self.reward = reward
@@ -301,3 +304,59 @@ class ContinuousEnv(Env):
                            f"passed to {'backward_step' if backward else 'step'}")
         self.check_actions(states, actions, backward)
         return self.backward_step(states, actions) if backward else self.step(states, actions)
+
+
+class StochasticDiscreteEnv(DiscreteEnv):
+    """Opt-in contract for discrete environments whose transitions are random given the action.
+
+    ``step``/``backward_step`` and the masks still describe the (deterministic) state graph: a
+    forward index names a *move*, the edge actually taken.  The policy chooses an *action* (same
+    index space, same forward mask); :meth:`sample_moves` draws the move the environment makes
+    of it.  When the dynamics are known, :meth:`move_log_probs` scores them, so exact metrics
+    and ``stochastic_db`` with exact dynamics are available; otherwise a learned dynamics model
+    stands in.  The sampler records the chosen action at each row and the backward action of
+    the realised move at the child.
+    """
+
+    is_stochastic = True
+
+    @abstractmethod
+    def sample_moves(self, states: States, actions: torch.Tensor,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The move (a forward index allowed at ``states``) made for each non-exit action."""
+
+    def move_log_probs(self, states: States, actions: torch.Tensor) -> torch.Tensor:
+        """log P(move | state, action), ``[N, n_actions - 1]`` (-inf where a move cannot happen);
+        only for environments with known dynamics."""
+        raise NotImplementedError(f"{type(self).__name__} does not know its transition probabilities "
+                                  "(use a learned dynamics model)")
+
+    @property
+    def knows_dynamics(self) -> bool:
+        """Whether :meth:`move_log_probs` is implemented."""
+        return type(self).move_log_probs is not StochasticDiscreteEnv.move_log_probs
+
+    def move_between(self, parents: States, children: States) -> torch.Tensor:
+        """Index of the move leading from each parent to its child (-1 where none does); the
+        default tries every move, batched over the states."""
+        n = batch_len(parents)
+        moves = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        mask = self.forward_mask(parents)
+        flat_c = children.reshape(n, -1) if torch.is_tensor(children) else None
+        if flat_c is None:
+            raise NotImplementedError(f"{type(self).__name__} must override move_between() for non-tensor states")
+        for m in range(self.n_actions - 1):  # a loop over move kinds, each batched over states
+            rows = mask[:, m].nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            kids = self.step(batch_index(parents, rows), torch.full_like(rows, m)).reshape(rows.numel(), -1)
+            hit = (kids == flat_c[rows]).all(-1)
+            moves[rows[hit]] = m
+        return moves
+
+    def outcome_log_prob(self, states: States, actions: torch.Tensor, children: States) -> torch.Tensor:
+        """log P(children | states, actions) for known dynamics (-inf for impossible outcomes)."""
+        moves = self.move_between(states, children)
+        lp = self.move_log_probs(states, actions)
+        out = lp.gather(1, moves.clamp(min=0).unsqueeze(1)).squeeze(1)
+        return out.masked_fill(moves < 0, float("-inf"))

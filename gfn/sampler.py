@@ -102,6 +102,8 @@ class Sampler:
                     moving = batch_index(states, keep)
                     acts = actions[keep]
                     idx = idx[keep]
+                if env.is_stochastic:  # the env turns each chosen action into the move it makes
+                    acts = env.sample_moves(moving, acts, generator)
                 states = self._step(moving, acts, backward=False)
                 bwd_prev = env.backward_action(moving, acts)
             if rec_bad:
@@ -135,6 +137,9 @@ class Sampler:
         """
         exp = exploration or Exploration()
         env, model = self.env, self.model
+        if env.is_stochastic:  # a walk back finds the moves, not the actions the policy chose
+            raise EnvError(f"sample_backward: {type(env).__name__} is stochastic; backward sampling (replay, "
+                           "local search) is not defined for stochastic environments")
         n = batch_len(terminal_states)
         env.validate_states(terminal_states, "terminal states")
         device = env.device

@@ -38,3 +38,7 @@ __all__ += [
 # variational-inference objectives (issue 21)
 from gfn.objectives.vi import ForwardKL, ReverseKL, ReweightedWakeSleep  # noqa: E402
 __all__ += ["ReverseKL", "ForwardKL", "ReweightedWakeSleep"]
+
+# stochastic environments (issue 23)
+from gfn.objectives.stochastic_db import StochasticDB  # noqa: E402
+__all__ += ["StochasticDB"]
