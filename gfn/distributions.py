@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 NEG_INF = float("-inf")
+_NEG_INF_T = torch.tensor(NEG_INF)  # 0-dim: compared on any device without a copy
 
 
 def gumbel_like(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -96,16 +97,23 @@ class MaskedCategorical:
 
         Raises :class:`InvalidActionError` when a row has no allowed action with a finite score
         (one host sync; :meth:`sample_checked` leaves the check to the caller)."""
-        actions, invalid = self.sample_checked(temperature, epsilon, generator)
-        if bool(invalid.any()):
-            raise invalid_action_error(self, invalid)
+        actions, best = self._gumbel_max(temperature, epsilon, generator)
+        ok = torch.isfinite(best)  # here also +inf: a host sync is paid anyway
+        if not bool(ok.all()):
+            raise invalid_action_error(self, ~ok)
         return actions
 
     def sample_checked(self, temperature: float = 1.0, epsilon: float = 0.0,
                        generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Like :meth:`sample`, without a host sync: returns ``(actions, invalid)`` where
-        ``invalid`` [N] marks rows whose action is meaningless because no allowed action had a
-        finite score (no allowed action at all, or NaN/inf logits); the caller must refuse them."""
+        """Like :meth:`sample`, without a host sync: returns ``(actions, ok)`` where ``ok`` [N] is
+        False at rows whose drawn action cannot be trusted: no allowed action has a score above
+        -inf (nothing allowed, or all -inf), or a score is NaN.  The caller must refuse those
+        rows.  (A +inf score still names an allowed action; the loss then shows the divergence.)"""
+        actions, best = self._gumbel_max(temperature, epsilon, generator)
+        return actions, torch.gt(best, _NEG_INF_T)  # NaN > -inf is False too: one cheap op per step
+
+    def _gumbel_max(self, temperature: float, epsilon: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(argmax, max) of the Gumbel-perturbed scores of each row."""
         check_exploration(temperature, epsilon)
         scores = self.logits if temperature == 1.0 else self.logits / temperature
         if epsilon > 0.0:
@@ -116,10 +124,9 @@ class MaskedCategorical:
         # gives noise -inf, which only removes that action, so no clamp is needed here.
         noise = torch.rand(scores.shape, dtype=scores.dtype, device=scores.device, generator=generator)
         best, actions = torch.max(scores - noise.log_().neg_().log_(), dim=-1)
-        # the winning score is finite iff the row had an allowed action with a finite logit: an
-        # all -inf row (nothing allowed, or every allowed logit -inf) would return a forbidden
-        # index, and a NaN/+inf winner means the model diverged
-        return actions, ~torch.isfinite(best)
+        # masked entries are -inf, so a winner of -inf means the row had no allowed action with a
+        # score above -inf and its index may be forbidden; NaN wins over everything in max
+        return actions, best
 
     def entropy(self) -> torch.Tensor:
         """Entropy of each row."""

@@ -72,11 +72,11 @@ class Sampler:
             rec_idx, rec_t, rec_states, rec_actions, rec_bwd, rec_lp = [], [], [], [], [], []
             bwd_prev = None  # placeholder at the first row, shaped like the actions (see below)
             exit_index = env.exit_action if type(env).is_exit is DiscreteEnv.is_exit else None
-            rec_bad = []  # per step: rows with no valid action (checked once, after the loop)
+            rec_ok = []  # per step: False at rows with no valid action (checked once, after the loop)
             while True:
                 c = None if cond is None else cond[idx]
                 dist = model.pf_dist(states, c)
-                actions, invalid = _draw(dist, exp, generator)
+                actions, ok = _draw(dist, exp, generator)
                 if bwd_prev is None:  # continuous actions are vectors, discrete ones indices
                     bwd_prev = torch.zeros_like(actions)
                 rec_idx.append(idx)
@@ -87,9 +87,9 @@ class Sampler:
                 if keep_log_probs:
                     rec_lp.append(env.transition_log_prob(dist, states, actions))
                 going = actions != exit_index if exit_index is not None else ~env.is_exit(actions)
-                if invalid is not None:  # such rows stop here (never step with a forbidden action)
-                    going = going & ~invalid
-                    rec_bad.append(invalid)
+                if ok is not None:  # rows without a valid action stop here (never take a forbidden one)
+                    going = going & ok
+                    rec_ok.append(ok)
                 keep = going.nonzero().squeeze(1)  # the one host sync of a step
                 if keep.numel() == 0:
                     break
@@ -106,8 +106,8 @@ class Sampler:
                     acts = env.sample_moves(moving, acts, generator)
                 states = self._step(moving, acts, backward=False)
                 bwd_prev = env.backward_action(moving, acts)
-            if rec_bad:
-                _raise_if_invalid(model, rec_bad, rec_states, rec_idx, cond, backward=False)
+            if rec_ok:
+                _raise_if_invalid(model, rec_ok, rec_states, rec_idx, cond, backward=False)
             traj = torch.cat(rec_idx)
             lengths = torch.bincount(traj, minlength=n)
             ptr = lengths_to_ptr(lengths)
@@ -165,9 +165,9 @@ class Sampler:
                 if go.numel() > 0:
                     sub = batch_index(states, go)
                     dist = model.pb_dist(sub, None if c is None else c[go])
-                    a, invalid = _draw(dist, exp, generator)
-                    if invalid is not None and bool(invalid.any()):  # backward walks are not the hot path
-                        _raise_if_invalid(model, [invalid], [sub], [idx[go]], cond, backward=True)
+                    a, ok = _draw(dist, exp, generator)
+                    if ok is not None and not bool(ok.all()):  # backward walks are not the hot path
+                        _raise_if_invalid(model, [ok], [sub], [idx[go]], cond, backward=True)
                     bwd[go] = a
                 rec_idx.append(idx)
                 rec_k.append(k)
@@ -200,23 +200,24 @@ class Sampler:
 
 def _draw(dist, exp: Exploration, generator) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Actions from ``dist`` and, when the distribution can flag them without a host sync
-    (``sample_checked``), the rows that had no valid action; else ``None`` (it checks itself)."""
+    (``sample_checked``), a mask that is False at rows without a valid action; else ``None``
+    (such a distribution checks itself)."""
     checked = getattr(dist, "sample_checked", None)
     if checked is not None:
         return checked(exp.temperature, exp.epsilon, generator)
     return dist.sample(exp.temperature, exp.epsilon, generator), None
 
 
-def _raise_if_invalid(model: GFlowNet, rec_bad: list, rec_states: list, rec_idx: list,
+def _raise_if_invalid(model: GFlowNet, rec_ok: list, rec_states: list, rec_idx: list,
                       cond: Optional[torch.Tensor], backward: bool) -> None:
     """One host sync per sampling call; on failure, rebuild the first offending step's
     distribution to say whether the state allows no action or the logits are not finite."""
-    flags = torch.cat(rec_bad)
-    if not bool(flags.any()):
+    ok = torch.cat(rec_ok)
+    if bool(ok.all()):
         return
-    for bad, states, idx in zip(rec_bad, rec_states, rec_idx):
-        if bool(bad.any()):
-            row = bad.nonzero()[:1, 0]
+    for good, states, idx in zip(rec_ok, rec_states, rec_idx):
+        if not bool(good.all()):
+            row = (~good).nonzero()[:1, 0]
             one = batch_index(states, row)
             c = None if cond is None else cond[idx[row]]
             with torch.inference_mode():
@@ -224,7 +225,7 @@ def _raise_if_invalid(model: GFlowNet, rec_bad: list, rec_states: list, rec_idx:
             t = int(idx[row[0]])
             state = one.tolist()[0] if torch.is_tensor(one) else one
             raise invalid_action_error(dist, torch.ones(1, dtype=torch.bool), where=f"trajectory {t}, state {state}",
-                                       backward=backward, n_affected=int(flags.sum()))
+                                       backward=backward, n_affected=int((~ok).sum()))
 
 
 def _gather_steps(order: torch.Tensor, states: list, actions: list, bwd: list, extra: Optional[list] = None):

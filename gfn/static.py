@@ -71,11 +71,10 @@ class StaticSampler:
         Active rows with no valid action (see :meth:`MaskedCategorical.sample_checked`) are
         frozen instead of stepped and flagged in ``invalid``; the rollout refuses them at the end."""
         env = self.env
-        actions, invalid = _draw(self.model.pf_dist(states), Exploration(temperature, epsilon), None)
+        actions, ok = _draw(self.model.pf_dist(states), Exploration(temperature, epsilon), None)
         active = ~done
-        if invalid is None:  # a distribution without sample_checked checks itself
-            invalid = torch.zeros_like(done)
-        invalid = invalid & active
+        # a distribution without sample_checked checks itself
+        invalid = torch.zeros_like(done) if ok is None else active & ~ok
         stop = env.is_exit(actions) | done | invalid
         safe = torch.where(stop, torch.full_like(actions, self.safe_action), actions)
         keep = (~stop).view(-1, *([1] * (states.dim() - 1)))
@@ -93,10 +92,10 @@ class StaticSampler:
         env.validate_states(states, "initial states")
         done = torch.zeros(n, dtype=torch.bool, device=states.device)
         bwd = torch.zeros(n, dtype=torch.long, device=states.device)
-        rec_s, rec_a, rec_b, rec_m, rec_bad = [], [], [], [], []
+        rec_s, rec_a, rec_b, rec_m, rec_ok = [], [], [], [], []
         for t in range(self.max_len + 1):
             nxt, done_next, actions, bwd_next, active, invalid = self._step(states, done, exp.temperature, exp.epsilon)
-            rec_bad.append(invalid)
+            rec_ok.append(~invalid)
             rec_s.append(states)
             rec_a.append(actions)
             rec_b.append(bwd)
@@ -104,7 +103,7 @@ class StaticSampler:
             states, done, bwd = nxt, done_next, bwd_next
             if self.check_every and (t + 1) % self.check_every == 0 and bool(done.all()):
                 break
-        _raise_if_invalid(self.model, rec_bad, rec_s, [torch.arange(n, device=states.device)] * len(rec_s),
+        _raise_if_invalid(self.model, rec_ok, rec_s, [torch.arange(n, device=states.device)] * len(rec_s),
                           None, backward=False)  # one host sync per call
         if not bool(done.all()):
             raise EnvError(f"StaticSampler: trajectories did not exit within max_len={self.max_len} transitions")

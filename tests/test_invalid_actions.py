@@ -29,16 +29,16 @@ def test_sample_checked_flags_only_the_bad_rows_and_keeps_good_rows_exact():
     logits = torch.tensor([[0.0, 1.0, -INF], [0.0, 0.0, 0.0], [float("nan"), 0.0, 0.0], [2.0, -1.0, 0.5]])
     mask = torch.tensor([[False, False, True], [False, False, False], [True, True, True], [True, False, True]])
     d = MaskedCategorical(logits, mask)
-    actions, invalid = d.sample_checked()
-    assert invalid.tolist() == [True, True, True, False] and mask[3, actions[3]]
+    actions, ok = d.sample_checked()
+    assert ok.tolist() == [False, False, False, True] and mask[3, actions[3]]
     # epsilon-uniform rows ignore the logits: only the row with no allowed action is left bad
-    actions, invalid = d.sample_checked(epsilon=1.0)
-    assert invalid.tolist() == [False, True, False, False]
+    actions, ok = d.sample_checked(epsilon=1.0)
+    assert ok.tolist() == [True, False, True, True]
     assert mask[[0, 2, 3], actions[[0, 2, 3]]].all()
     # the valid row still samples its exact distribution (Gumbel-max unchanged)
     big = MaskedCategorical(logits[3:].expand(20000, 3), mask[3:].expand(20000, 3))
-    actions, invalid = big.sample_checked()
-    assert not invalid.any()
+    actions, ok = big.sample_checked()
+    assert ok.all()
     freq = torch.bincount(actions, minlength=3).double() / 20000
     torch.testing.assert_close(freq, torch.softmax(logits[3].masked_fill(~mask[3], -INF).double(), 0), atol=0.015, rtol=0)
 
