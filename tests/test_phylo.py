@@ -228,3 +228,19 @@ def test_policy_trains_with_objectives(fasta, name):
     s = env.initial_states(2)
     p = model.pf_dist(s).log_probs.exp()
     assert torch.allclose(p.sum(-1), torch.ones(2)) and int((p > 0).sum(-1)[0]) == env.n_pairs
+
+
+def test_example_script_small_subset(data_dir, tmp_path, monkeypatch):
+    """examples/train_phylo.py end to end on 4 taxa: exact tv, parsimony, correlation, log Z."""
+    import sys
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
+    import train_phylo
+    res = train_phylo.main(["--dataset", "DS1", "--taxa", "4", "--iterations", "30", "--batch-size", "8",
+                            "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--no-progress",
+                            "--eval-samples", "64", "--eval-corr", "16", "--eval-k", "4"])
+    assert 0.0 <= res["tv_exact"] <= 1.0
+    assert res["best_parsimony"] <= res["mean_parsimony"] and res["best_parsimony_seen"] <= res["best_parsimony"]
+    assert math.isfinite(res["log_z_iw"]) and "pearson_logp_logr" in res
+    assert (tmp_path / "run" / "metrics.json").exists()
+    sys.modules.pop("train_phylo", None)

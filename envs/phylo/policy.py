@@ -49,7 +49,7 @@ class RootSetEncoder(nn.Module):
         sel = flat[idx]
         if self.likelihood:
             feats = sel.flatten(1).float()
-        else:
+        else:  # one-hot Fitch sets (a dense matmul beats an embedding-bag sum of the set bits on CPU)
             feats = ((sel.long().unsqueeze(-1) & self.bits) > 0).flatten(1).float()
         emb = torch.relu(self.embed(feats))
         h = torch.zeros(N * n, emb.shape[1], dtype=emb.dtype, device=emb.device).index_copy(0, idx, emb)
