@@ -24,7 +24,8 @@ always reports the unmodified policy.  All sampling takes an optional ``torch.Ge
 
 Policies: an :class:`ActionFamily` turns raw head outputs at a batch of states into a
 distribution; :class:`ContinuousPolicy` wraps a head (learned) or no head (fixed) around a
-family; :func:`build_continuous_gflownet` builds the default MLP GFlowNet of a continuous env.
+family; :func:`gfn.estimators.build_gflownet` (``gfn.build_gflownet``) builds the default MLP
+GFlowNet of a continuous env from them.
 """
 
 from __future__ import annotations
@@ -398,30 +399,3 @@ class ContinuousPolicy(nn.Module):
     def forward(self, h: torch.Tensor, states: torch.Tensor):
         """Action distribution at ``states`` given their encodings ``h``."""
         return self.family(self.head(h) if self.head is not None else None, states)
-
-
-def build_continuous_gflownet(env, hidden: int = 256, n_layers: int = 2, shared_trunk: bool = True,
-                              uniform_pb: bool = False, flow: bool = False, cond_dim: int = 0,
-                              log_z_init: float = 0.0):
-    """Default MLP GFlowNet for a :class:`gfn.env.ContinuousEnv`.
-
-    P_F uses ``env.forward_family()``; P_B uses ``env.backward_family(fixed=uniform_pb)``
-    (the environment's fixed backward policy when ``uniform_pb``).  Layout as in
-    :func:`gfn.estimators.build_gflownet`: one shared trunk with linear heads, or one MLP each.
-    """
-    from gfn.estimators import GFlowNet, LogZ, ScalarHead, mlp
-
-    pf_family = env.forward_family()
-    pb_family = env.backward_family(fixed=uniform_pb)
-    d_in = env.feature_dim + cond_dim
-
-    def head(n_out: int):
-        if n_out == 0:
-            return None
-        return nn.Linear(hidden, n_out) if shared_trunk else mlp(d_in, n_out, hidden, n_layers)
-
-    trunk = mlp(d_in, None, hidden, n_layers) if shared_trunk else None
-    pf = ContinuousPolicy(pf_family, head(pf_family.n_params))
-    pb = ContinuousPolicy(pb_family, head(pb_family.n_params))
-    fl = ScalarHead(head(1)) if flow else None
-    return GFlowNet(env, pf, pb, trunk=trunk, flow=fl, log_z=LogZ(log_z_init, cond_dim=cond_dim), cond_dim=cond_dim)

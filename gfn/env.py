@@ -243,8 +243,8 @@ class ContinuousEnv(Env):
     (continue allowed, exit allowed); ``backward_mask`` returns ``[N, 1]`` (has a parent).
     The policy owns the action distribution (e.g. mixtures of Betas or Gaussians): a
     subclass describes it with :meth:`forward_family` and :meth:`backward_family`
-    (see :mod:`gfn.continuous`), and gets :meth:`build_gflownet` and :meth:`random_actions`
-    for free.  Subclasses may override :meth:`check_actions` to validate moves in :meth:`apply`.
+    (see :mod:`gfn.continuous`); ``gfn.build_gflownet(env)`` then builds its default model and
+    :meth:`random_actions` comes for free.  Subclasses may override :meth:`check_actions` to validate moves in :meth:`apply`.
     """
 
     action_dim: int = 1
@@ -273,11 +273,6 @@ class ContinuousEnv(Env):
     def backward_family(self, fixed: bool = False):
         """The :class:`gfn.continuous.ActionFamily` of P_B; ``fixed`` asks for a parameter-free one."""
         raise NotImplementedError(f"{type(self).__name__} does not define backward_family()")
-
-    def build_gflownet(self, flow: bool = False, **kwargs):
-        """Default MLP GFlowNet (see :func:`gfn.continuous.build_continuous_gflownet`)."""
-        from gfn.continuous import build_continuous_gflownet
-        return build_continuous_gflownet(self, flow=flow, **kwargs)
 
     def random_actions(self, states: States, generator: Optional[torch.Generator] = None,
                        backward: bool = False) -> torch.Tensor:

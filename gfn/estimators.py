@@ -20,8 +20,9 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _nn_module
 
+from gfn.continuous import ContinuousPolicy
 from gfn.distributions import MaskedCategorical
-from gfn.env import DiscreteEnv, Env
+from gfn.env import ContinuousEnv, DiscreteEnv, Env
 from gfn.states import States, batch_index
 from gfn.trajectories import TrajectoryBatch
 
@@ -242,13 +243,18 @@ class GFlowNet(nn.Module):
 def build_gflownet(env: Env, hidden: int = 256, n_layers: int = 2, shared_trunk: bool = True,
                    uniform_pb: bool = False, flow: bool = False, cond_dim: int = 0,
                    log_z_init: float = 0.0) -> GFlowNet:
-    """Default MLP GFlowNet for a discrete environment.
+    """Default MLP GFlowNet for a discrete or continuous environment.
 
     With ``shared_trunk`` one MLP trunk feeds linear P_F / P_B / log F heads (the layout of
-    torchgfn's benchmarks); otherwise each estimator gets its own MLP.
+    torchgfn's benchmarks); otherwise each estimator gets its own MLP.  Continuous envs get
+    :func:`build_continuous_gflownet` (policies from their action families).
     """
+    if isinstance(env, ContinuousEnv):
+        return build_continuous_gflownet(env, hidden=hidden, n_layers=n_layers, shared_trunk=shared_trunk,
+                                         uniform_pb=uniform_pb, flow=flow, cond_dim=cond_dim, log_z_init=log_z_init)
     if not isinstance(env, DiscreteEnv):
-        raise TypeError("build_gflownet builds discrete policies; continuous envs provide their own builder")
+        raise TypeError(f"build_gflownet needs a DiscreteEnv or ContinuousEnv, got {type(env).__name__}; "
+                        "other envs provide their own build_gflownet")
     d_in = env.feature_dim + cond_dim
     if shared_trunk:
         trunk = mlp(d_in, None, hidden, n_layers)
@@ -260,4 +266,29 @@ def build_gflownet(env: Env, hidden: int = 256, n_layers: int = 2, shared_trunk:
         pf = DiscretePolicy(env, mlp(d_in, env.n_actions, hidden, n_layers))
         pb = UniformPolicy(env) if uniform_pb else DiscretePolicy(env, mlp(d_in, env.n_backward_actions, hidden, n_layers), backward=True)
         fl = ScalarHead(mlp(d_in, 1, hidden, n_layers)) if flow else None
+    return GFlowNet(env, pf, pb, trunk=trunk, flow=fl, log_z=LogZ(log_z_init, cond_dim=cond_dim), cond_dim=cond_dim)
+
+
+def build_continuous_gflownet(env, hidden: int = 256, n_layers: int = 2, shared_trunk: bool = True,
+                              uniform_pb: bool = False, flow: bool = False, cond_dim: int = 0,
+                              log_z_init: float = 0.0):
+    """Default MLP GFlowNet for a :class:`gfn.env.ContinuousEnv`.
+
+    P_F uses ``env.forward_family()``; P_B uses ``env.backward_family(fixed=uniform_pb)``
+    (the environment's fixed backward policy when ``uniform_pb``).  Layout as in
+    :func:`build_gflownet`: one shared trunk with linear heads, or one MLP each.
+    """
+    pf_family = env.forward_family()
+    pb_family = env.backward_family(fixed=uniform_pb)
+    d_in = env.feature_dim + cond_dim
+
+    def head(n_out: int):
+        if n_out == 0:
+            return None
+        return nn.Linear(hidden, n_out) if shared_trunk else mlp(d_in, n_out, hidden, n_layers)
+
+    trunk = mlp(d_in, None, hidden, n_layers) if shared_trunk else None
+    pf = ContinuousPolicy(pf_family, head(pf_family.n_params))
+    pb = ContinuousPolicy(pb_family, head(pb_family.n_params))
+    fl = ScalarHead(head(1)) if flow else None
     return GFlowNet(env, pf, pb, trunk=trunk, flow=fl, log_z=LogZ(log_z_init, cond_dim=cond_dim), cond_dim=cond_dim)

@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from gfn.layout import check_layout  # noqa: F401  (part of this module's API)
+
 __all__ = [
     "lengths_to_ptr",
     "ptr_to_lengths",
@@ -57,26 +59,6 @@ def segment_ids(ptr: torch.Tensor, total: int | None = None) -> torch.Tensor:
     lengths = ptr_to_lengths(ptr)
     ids = torch.arange(lengths.numel(), device=ptr.device)
     return torch.repeat_interleave(ids, lengths, output_size=total)
-
-
-def check_layout(ptr: torch.Tensor, n_rows: int) -> None:
-    """Raise ``ValueError`` unless ``ptr`` is a segment layout of ``n_rows`` rows: 1-D long,
-    ``ptr[0] == 0``, non-decreasing, ``ptr[-1] == n_rows`` (the kernels and ``segment_reduce``
-    would otherwise read or write outside their buffers, or silently drop rows).
-
-    On CPU the check is a few tiny ops; on an accelerator it is a device-side assert (no host
-    sync), which fails the next synchronising call with the same message."""
-    if ptr.dim() != 1 or ptr.dtype != torch.long:
-        raise ValueError(f"ptr must be a 1-D long tensor, got shape {tuple(ptr.shape)} dtype {ptr.dtype}")
-    if ptr.numel() == 0:
-        raise ValueError("ptr must hold S + 1 >= 1 offsets, got an empty tensor")
-    msg = f"ptr is not a segment layout of {n_rows} rows: it must start at 0, never decrease and end at {n_rows}"
-    if ptr.device.type == "cpu":
-        if int(ptr[0]) != 0 or int(ptr[-1]) != n_rows or (ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any())):
-            raise ValueError(f"{msg}; got {ptr.tolist() if ptr.numel() <= 12 else ptr}")
-    else:
-        ok = (ptr[0] == 0) & (ptr[-1] == n_rows) & (ptr[1:] >= ptr[:-1]).all()
-        torch._assert_async(ok, msg)
 
 
 def _check(x: torch.Tensor, ptr: torch.Tensor) -> None:

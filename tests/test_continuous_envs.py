@@ -10,7 +10,8 @@ import torch
 
 from gfn import EnvError, Sampler, check_env
 from gfn.metrics import continuous as cm
-from gfn.continuous import ContinuousPolicy, build_continuous_gflownet
+from gfn.continuous import ContinuousPolicy
+from gfn.estimators import build_continuous_gflownet
 from gfn.envs import Box, Line, make_env
 from gfn.objectives import get_objective
 from gfn.ops import segment_sum

@@ -149,7 +149,7 @@ def test_box_density_matches_histogram_of_own_samples():
     is 1 and its cell masses match the histogram of 40,000 samples (JSD <= 0.01 on 10 x 10 cells)."""
     torch.manual_seed(0)
     env = Box(delta=0.25)
-    model = env.build_gflownet(hidden=64, n_layers=2)
+    model = build_gflownet(env, hidden=64, n_layers=2)
     trainer = Trainer(env, model, get_objective("tb"), TrainerConfig(batch_size=128, lr=1e-3))
     for _ in range(100):
         trainer.train_step()

@@ -73,7 +73,7 @@ def _block(ptr: torch.Tensor, cap: int = 1024) -> int:
 
 def _check(x: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """Validate the layout (the kernels index raw memory with it); returns a contiguous ``ptr``."""
-    from gfn.ops import check_layout
+    from gfn.layout import check_layout
     if x.dim() != 1:
         raise ValueError(f"Triton segment kernels take 1-D x, got shape {tuple(x.shape)}")
     if ptr.device != x.device:
