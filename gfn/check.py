@@ -125,6 +125,8 @@ def _check_discrete(env: DiscreteEnv, r: CheckReport, n: int, max_steps: int, ge
         if _check_enumeration(env, r):
             _check_in_enumeration(env, r, allv, "a state reached by forward steps")
             _check_all_enumerated_reachable(env, r)
+    if env.is_stochastic:
+        check_stochastic(env, r, allv, gen)
 
 
 def _check_rewards(env: DiscreteEnv, r: CheckReport, terminal) -> None:
@@ -319,3 +321,78 @@ def _check_backward_walks(env: DiscreteEnv, r: CheckReport, states, max_steps: i
         if not same.all():
             i = int((~same).nonzero()[0, 0])
             r.add(f"a backward walk ended at {_fmt(cur, i)}, which has no parents but is not the initial state")
+
+
+def check_stochastic(env: DiscreteEnv, r: CheckReport, states, gen: torch.Generator,
+                     n_draws: int = 2000, max_states: int = 8) -> None:
+    """Rules of the stochastic contract (:class:`gfn.env.StochasticDiscreteEnv`) on visited states:
+    ``sample_moves`` returns allowed moves (long, one per row) and repeats under the same generator
+    state; ``move_between`` recovers every move from its child; with known dynamics,
+    ``move_log_probs`` is a normalised distribution over the allowed moves that the frequencies of
+    ``n_draws`` calls to ``sample_moves`` match (at up to ``max_states`` states)."""
+    mask = env.forward_mask(states)[:, :env.exit_action]
+    rows = mask.any(-1).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return
+    states, mask = batch_index(states, rows), mask[rows]
+    n = rows.numel()
+    u = torch.rand(mask.shape, generator=gen).to(env.device).masked_fill(~mask, -1.0)
+    acts = u.argmax(-1)
+    r.checks_run += 1
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    moves = _guard(r, "sample_moves", env.sample_moves, states, acts, torch.Generator().manual_seed(seed))
+    if moves is None:
+        return
+    if not torch.is_tensor(moves) or moves.dtype != torch.long or moves.shape != (n,):
+        r.add(f"sample_moves must return a long tensor of shape ({n},), got "
+              f"{getattr(moves, 'dtype', type(moves).__name__)} {tuple(getattr(moves, 'shape', ()))}")
+        return
+    bad = (moves < 0) | (moves >= env.exit_action)
+    if not bad.any():
+        bad = ~mask.gather(1, moves.unsqueeze(1)).squeeze(1)
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        r.add(f"sample_moves returned move {int(moves[i])} for action {int(acts[i])} in state {_fmt(states, i)}, "
+              f"which the forward mask does not allow (allowed: {mask[i].nonzero().flatten().tolist()})")
+        return
+    r.checks_run += 1
+    again = env.sample_moves(states, acts, torch.Generator().manual_seed(seed))
+    if not torch.equal(again, moves):
+        r.add("sample_moves is not reproducible: the same generator state gave different moves")
+    r.checks_run += 1
+    back = _guard(r, "move_between", env.move_between, states, env.step(states, moves))
+    if back is not None and not torch.equal(back, moves):
+        i = int((back != moves).nonzero()[0, 0])
+        r.add(f"move_between returned {int(back[i])} for move {int(moves[i])} from state {_fmt(states, i)}")
+    if not env.knows_dynamics:
+        return
+    r.checks_run += 1
+    lp = _guard(r, "move_log_probs", env.move_log_probs, states, acts)
+    if lp is None:
+        return
+    if lp.shape != mask.shape or torch.isnan(lp).any() or (lp == float("inf")).any():
+        r.add(f"move_log_probs must return finite-or--inf values of shape {tuple(mask.shape)}, got {tuple(lp.shape)}")
+        return
+    if bool((lp[~mask] > float("-inf")).any()):
+        i = int(((lp > float("-inf")) & ~mask).any(-1).nonzero()[0, 0])
+        r.add(f"move_log_probs gives a forbidden move positive probability in state {_fmt(states, i)}")
+    total = torch.logsumexp(lp.double(), -1)
+    if not torch.allclose(total, torch.zeros_like(total), atol=1e-5):
+        i = int((total.abs() > 1e-5).nonzero()[0, 0])
+        r.add(f"move_log_probs does not sum to 1 over the moves (state {_fmt(states, i)}: "
+              f"sum {float(total[i].exp()):.6f})")
+        return
+    r.checks_run += 1
+    k = min(n, max_states)
+    sub = batch_index(states, torch.arange(k, device=env.device))
+    rep = batch_index(sub, torch.arange(k, device=env.device).repeat_interleave(n_draws))
+    drawn = env.sample_moves(rep, acts[:k].repeat_interleave(n_draws), gen).reshape(k, n_draws)
+    freq = torch.zeros(k, mask.shape[1], dtype=torch.float64).scatter_add_(
+        1, drawn.cpu(), torch.ones(k, n_draws, dtype=torch.float64)) / n_draws
+    p = lp[:k].double().exp().cpu()
+    tol = 5 * (p * (1 - p) / n_draws).sqrt() + 1e-3
+    off = (freq - p).abs() > tol
+    if off.any():
+        i, j = (int(x) for x in off.nonzero()[0])
+        r.add(f"sample_moves disagrees with move_log_probs in state {_fmt(states, i)}, action {int(acts[i])}: "
+              f"move {j} drawn with frequency {float(freq[i, j]):.3f}, probability {float(p[i, j]):.3f}")
