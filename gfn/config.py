@@ -29,16 +29,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Type, TypeVar
 
+from gfn.errors import ConfigError  # defined below the run machinery (gfn.rundir raises it too)
+
 T = TypeVar("T", bound="RunConfig")
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem (bad value, missing file, unusable output directory):
-    the command line prints it as one line plus its ``hint``, without a traceback."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.hint = hint
 
 
 @dataclass

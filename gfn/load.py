@@ -69,7 +69,7 @@ def load_run(run: str, env=None, *, device: str = "cpu", trust_code: bool = Fals
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # evaluation-only flags (--eval-betas) warn about training
         if getattr(cfg, "condition", "none") in _pref_modes():
-            from gfn.preferences import apply_preference_flags
+            from gfn.preference_flags import apply_preference_flags
             apply_preference_flags(cfg, trainer)
         else:
             apply_run_flags(cfg, trainer)  # --condition rebuilds the model as it was trained

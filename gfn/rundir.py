@@ -7,7 +7,7 @@ import glob
 import os
 from typing import Optional
 
-from gfn.config import ConfigError
+from gfn.errors import ConfigError
 
 LOCK_NAME = ".gfn.lock"
 #: files a run writes at the top of its directory (plus ``checkpoints/``)

@@ -20,7 +20,8 @@ import torch
 
 from gfn import distributed
 from gfn.conditioning import apply_run_flags
-from gfn.preferences import PREF_MODES, apply_preference_flags
+from gfn.preference_flags import apply_preference_flags
+from gfn.preferences import PREF_MODES
 from gfn.checkpoint import atomic_write_text
 from gfn.config import RunConfig, check_config, check_objective
 from gfn.rundir import check_output_dir

@@ -9,8 +9,9 @@ from gfn.config import RunConfig
 from gfn.env import EnvError
 from gfn.envs.multiobjective import BraninCurrin, NGrams, branin, currin
 from gfn.metrics import multiobjective as mm
+from gfn.preference_flags import apply_preference_flags
 from gfn.preferences import (Dirichlet, MultiObjectiveReward, PreferenceSampler, PreferenceScalarization,
-                             apply_preference_flags, checked_log_rewards, preference_grid, scalarize, scalarize_cond)
+                             checked_log_rewards, preference_grid, scalarize, scalarize_cond)
 
 
 # ---------------------------------------------------------------- scalarisation against hand-computed values

@@ -87,7 +87,7 @@ class MoleculeReward(Reward):
 
     def properties(self, states) -> list[Optional[dict]]:
         """Properties of every state (``None`` for empty or unsanitisable graphs)."""
-        from gfn.envs.molecules.env import graphs_to_mols
+        from gfn.envs.molecules.convert import graphs_to_mols
         return [self.mol_props(m) for m in graphs_to_mols(states)]
 
     def log_reward(self, states) -> torch.Tensor:
