@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
     best = BestSeen(env)
     result = run(cfg, env, make_metrics(env, cfg, best), hooks=[best], name=f"phylo-{cfg.dataset}")
     if int(os.environ.get("RANK", "0")) == 0:
-        keys = ("tv_exact", "best_parsimony_seen", "best_parsimony", "mean_parsimony", "pearson_logp_logr",
+        keys = ("tv_exact", "log_z_true", "best_parsimony_seen", "best_parsimony", "mean_parsimony", "pearson_logp_logr",
                 "log_z", "log_z_iw", "log_z_elbo", "ess", "reference_mll", "wall_s")
         print({k: result[k] for k in keys if k in result})
     return result

@@ -170,8 +170,9 @@ def test_likelihood_matches_float64_pruning(fasta):
     # log R adds the topology prior 1 / (2n-3)!! and one bin mass (1/K) per edge (2n-3 edges)
     log_prior = -math.log(9 * 7 * 5 * 3) - 9 * math.log(4)
     assert float(env.reward.log_joint(s)[0]) == pytest.approx(ref + log_prior, abs=1e-4)
+    assert float(env.log_reward(env.initial_states(1))[0]) == -math.inf  # not an object
     with pytest.raises(EnvError, match="complete trees"):
-        env.log_reward(env.initial_states(1))
+        env.log_likelihood(env.initial_states(1))
 
 
 def test_likelihood_partition_function_is_marginal(fasta):

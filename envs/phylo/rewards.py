@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from gfn.env import EnvError, Reward
+from gfn.env import Reward
 
 
 def log_double_factorial_odd(m: int) -> float:
@@ -60,7 +60,9 @@ class LikelihoodReward(Reward):
         return self.env.log_likelihood(states) + self.log_prior(states)
 
     def log_reward(self, states) -> torch.Tensor:
-        """log P(data, T, t) (float32)."""
-        if bool((states.n_roots() != 1).any()):
-            raise EnvError("the likelihood reward is defined on complete trees only (one tree left)")
-        return self.log_joint(states).float()
+        """log P(data, T, t) (float32) of complete trees; ``-inf`` on unfinished forests, which are
+        not objects (exit is masked there; exact metrics ask every enumerated state)."""
+        done = states.n_roots() == 1
+        out = torch.full((len(states),), float("-inf"), dtype=torch.float64, device=states.device)
+        idx = done.nonzero().squeeze(1)
+        return out.index_copy(0, idx, self.log_joint(states.index(idx))).float()
