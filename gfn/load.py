@@ -45,7 +45,7 @@ def load_run(run: str, env=None, *, device: str = "cpu", trust_code: bool = Fals
     ``env``: the environment to use; needed for runs of the example scripts, whose configuration
     does not name a registered environment.  Runs of ``gfn train --env module:Class`` name user
     code, which is imported only with ``trust_code=True``."""
-    from gfn.cli import build_env, check_env_source, train_config_class
+    from gfn.envspec import build_env, check_env_source, train_config_class
     from gfn.conditioning import apply_run_flags
     from gfn.runner import build_objective_and_model, trainer_config
     from gfn.trainer import Trainer
