@@ -5,6 +5,10 @@ increments coordinate ``i``; action ``ndim`` is exit.  Backward action ``i`` dec
 coordinate ``i``.  Reward (original paper), with ``u = |x / (height - 1) - 0.5|`` per axis::
 
     R(x) = R0 + R1 * prod_i [0.25 < u_i <= 0.5] + R2 * prod_i [0.3 < u_i < 0.4]
+
+Exploration benchmarks use two more families (``HyperGrid(reward=...)``):
+:class:`SparseHyperGridReward` (1 on the corner-band modes, ``eps`` elsewhere) and
+:class:`DeceptiveHyperGridReward` (a slope towards s_0 that lures the sampler away from them).
 """
 
 from __future__ import annotations
@@ -34,6 +38,46 @@ class HyperGridReward(Reward):
     def max_reward(self) -> float:
         """Largest reward (attained on the modes)."""
         return self.R0 + self.R1 + self.R2
+
+
+class SparseHyperGridReward(Reward):
+    """Sparse family (exploration benchmarks): ``R(x) = 1`` where every coordinate lies in the
+    mode band ``lo < u_i < hi`` (``u_i = |x_i / (height - 1) - 0.5|``; default the original R2
+    band 0.3-0.4), else ``eps``.  The modes are the band cells near the ``2^ndim`` corners."""
+
+    def __init__(self, height: int, eps: float = 1e-4, lo: float = 0.3, hi: float = 0.4):
+        if not eps >= 0 or not 0 <= lo < hi <= 0.5:
+            raise ValueError(f"SparseHyperGridReward needs eps >= 0 and 0 <= lo < hi <= 0.5, got eps={eps}, lo={lo}, hi={hi}")
+        self.height, self.eps, self.lo, self.hi = height, eps, lo, hi
+
+    def reward(self, states: torch.Tensor) -> torch.Tensor:
+        """1 on the mode cells, eps elsewhere."""
+        u = (states.double() / (self.height - 1) - 0.5).abs()
+        mode = ((u > self.lo) & (u < self.hi)).all(-1)
+        return torch.where(mode, 1.0, self.eps).float()
+
+
+class DeceptiveHyperGridReward(Reward):
+    """Deceptive family: a reward slope that falls away from s_0 lures the sampler back towards
+    the origin, while the modes lie in the corner bands::
+
+        m(x) = prod_i [0.3 < u_i < 0.4]
+        R(x) = eps + (1 - m(x)) * lure * (1 - sum_i x_i / (ndim (height - 1))) + R_mode * m(x)
+
+    so every mode has the reward ``eps + R_mode`` and the best non-mode cell is s_0."""
+
+    def __init__(self, height: int, eps: float = 1e-4, lure: float = 0.3, R_mode: float = 1.0):
+        if min(eps, lure, R_mode) < 0:
+            raise ValueError(f"DeceptiveHyperGridReward needs eps, lure, R_mode >= 0, got {eps}, {lure}, {R_mode}")
+        self.height, self.eps, self.lure, self.R_mode = height, eps, lure, R_mode
+
+    def reward(self, states: torch.Tensor) -> torch.Tensor:
+        """Slope towards s_0 plus the corner modes."""
+        x = states.double()
+        u = (x / (self.height - 1) - 0.5).abs()
+        mode = ((u > 0.3) & (u < 0.4)).all(-1).double()
+        slope = 1 - x.sum(-1) / (states.shape[-1] * (self.height - 1))
+        return (self.eps + (1 - mode) * self.lure * slope + self.R_mode * mode).float()
 
 
 class HyperGrid(DiscreteEnv):

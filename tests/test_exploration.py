@@ -1,0 +1,188 @@
+"""Exploration: Thompson-sampling ensembles (bootstrap masks, head selection, per-head losses),
+RND intrinsic rewards (decay on visited states, the reward augmentation), sparse/deceptive grids."""
+
+import math
+
+import pytest
+import torch
+
+from gfn import Trainer, TrainerConfig
+from gfn.envs.hypergrid import DeceptiveHyperGridReward, HyperGrid, SparseHyperGridReward
+from gfn.exploration import (EnsemblePolicy, ThompsonObjective, bootstrap_masks, install_thompson,
+                             parse_exploration)
+from gfn.intrinsic import RND, IntrinsicReward, install_intrinsic, parse_intrinsic
+from gfn.objectives import get_objective
+from gfn.sampler import Sampler
+
+
+def _trainer(env, name="tb", batch_size=16, hidden=32):
+    obj = get_objective(name)
+    model = obj.build_model(env, hidden=hidden)
+    return Trainer(env, model, obj, TrainerConfig(batch_size=batch_size))
+
+
+# ---------------------------------------------------------------- bootstrap masks and heads
+def test_bootstrap_masks_frequency_and_reproducibility():
+    m = bootstrap_masks(20000, 4, 0.3, torch.Generator().manual_seed(0))
+    assert m.dtype == torch.bool and m.shape == (20000, 4)
+    assert torch.allclose(m.double().mean(0), torch.full((4,), 0.3, dtype=torch.float64), atol=0.015)
+    assert torch.equal(m, bootstrap_masks(20000, 4, 0.3, torch.Generator().manual_seed(0)))
+    assert bootstrap_masks(10, 3, 1.0).all()
+    with pytest.raises(ValueError, match="bootstrap"):
+        bootstrap_masks(4, 2, 0.0)
+
+
+def _steered(env, k=3):
+    """A TS trainer whose head j is pinned to one behaviour: 0 exits at s_0, 1 runs along axis 0
+    to its edge, 2 along axis 1."""
+    tr = _trainer(env, batch_size=600)
+    install_thompson(tr, k, p=0.5)
+    ens = tr.model.pf
+    biases = [[-30.0, -30.0, 30.0], [30.0, -30.0, -30.0], [-30.0, 30.0, -30.0]]
+    with torch.no_grad():
+        for head, b in zip(ens.heads, biases):
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor(b))
+    return tr
+
+
+def test_each_trajectory_is_rolled_out_by_its_drawn_head():
+    env = HyperGrid(2, 5)
+    tr = _steered(env)
+    batch = tr.sampler.sample(600)
+    heads = tr.sampler.last_heads
+    assert torch.equal(batch.info["thompson_heads"], heads)
+    counts = torch.bincount(heads, minlength=3).double() / 600
+    assert torch.allclose(counts, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.07)  # uniform draw
+    x = batch.terminal_states
+    assert bool((x[heads == 0] == 0).all())
+    # along its axis to the edge (where the remaining moves and exit are equally likely)
+    assert bool((x[heads == 1][:, 0] == 4).all()) and bool((x[heads == 2][:, 1] == 4).all())
+    # the caller's order: trajectory b of the batch is the one head heads[b] produced
+    assert batch.batch_size == 600 and batch.log_rewards.shape == (600,)
+
+
+def test_mixture_policy_without_active_head():
+    env = HyperGrid(2, 5)
+    tr = _steered(env)
+    ens = tr.model.pf
+    s = env.initial_states(1)
+    probs = tr.model.pf_dist(s).log_probs.exp()[0]
+    per_head = []
+    for j in range(3):
+        with ens.use(j):
+            per_head.append(tr.model.pf_dist(s).log_probs.exp()[0])
+    assert torch.allclose(probs, torch.stack(per_head).mean(0), atol=1e-6)
+    assert ens.active is None
+    with pytest.raises(ValueError, match="at least 2"):
+        EnsemblePolicy(get_objective("tb").build_model(env).pf, 1)
+
+
+def test_each_head_trains_on_its_bootstrap_sample_only(monkeypatch):
+    env = HyperGrid(2, 5)
+    tr = _trainer(env, batch_size=8)
+    install_thompson(tr, 3, p=0.4)
+    obj = tr.objective
+    assert isinstance(obj, ThompsonObjective) and obj.needs_log_z  # the wrapped objective's attributes
+    batch = tr.sampler.sample(8)
+    torch.manual_seed(5)
+    loss = obj.loss(tr.model, batch)
+    masks = obj.last_masks
+    torch.manual_seed(5)
+    assert torch.equal(bootstrap_masks(8, 3, 0.4), masks)
+    ens, base = tr.model.pf, obj.objective
+    ref = []
+    for j in range(3):
+        idx = masks[:, j].nonzero().squeeze(1)
+        if idx.numel():
+            with ens.use(j):
+                ref.append(base.loss(tr.model, batch.select(idx)))
+    assert math.isclose(float(loss.detach()), float(torch.stack(ref).mean().detach()), rel_tol=1e-6)
+    # a head whose bootstrap sample is empty gets no gradient; the others do
+    fixed = torch.tensor([[True, False, False]] * 4 + [[False, True, False]] * 4)
+    monkeypatch.setattr("gfn.exploration.bootstrap_masks", lambda n, k, p, g=None, device="cpu": fixed)
+    tr.model.zero_grad()
+    obj.loss(tr.model, batch).backward()
+    assert ens.heads[2].weight.grad is None or float(ens.heads[2].weight.grad.abs().sum()) == 0.0
+    assert float(ens.heads[0].weight.grad.abs().sum()) > 0 and float(ens.heads[1].weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("name", ["tb", "db", "subtb"])
+def test_thompson_and_rnd_compose_with_objectives(name):
+    env = HyperGrid(2, 4)
+    for install in (lambda t: install_thompson(t, 3), lambda t: install_intrinsic(t, 0.5, "edge")):
+        torch.manual_seed(0)
+        tr = _trainer(env, name=name, batch_size=8)
+        install(tr)
+        before = [p.detach().clone() for p in tr.model.parameters()]
+        losses = tr.train(3)
+        assert all(math.isfinite(v) for v in losses)
+        assert any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
+
+
+def test_parse_flags():
+    assert parse_exploration("none") is None and parse_exploration("thompson:8") == (8, 0.5)
+    assert parse_exploration("thompson:4,0.7") == (4, 0.7)
+    for bad in ("thompson", "thompson:1", "thompson:4,0", "ucb:3", "thompson:x"):
+        with pytest.raises(ValueError, match="exploration"):
+            parse_exploration(bad)
+    assert parse_intrinsic("none") is None and parse_intrinsic("rnd:0.5") == (0.5, "edge")
+    assert parse_intrinsic("rnd:2,state") == (2.0, "state")
+    for bad in ("rnd", "rnd:0", "rnd:1,node", "icm:1", "rnd:x"):
+        with pytest.raises(ValueError, match="intrinsic"):
+            parse_intrinsic(bad)
+
+
+# ---------------------------------------------------------------- RND intrinsic rewards
+def test_rnd_reward_decays_on_visited_states():
+    env = HyperGrid(2, 8)
+    rnd = RND(env, hidden=64, out_dim=32, lr=1e-3)
+    states = env.enumerate_states()
+    visited = torch.arange(0, 64, 5)
+    unvisited = torch.tensor([i for i in range(64) if i % 5])
+    r0 = rnd.intrinsic_reward(states)
+    assert bool((r0 > 0).all())
+    for _ in range(300):
+        rnd.update(states[visited])
+    r1 = rnd.intrinsic_reward(states)
+    assert float(r1[visited].mean()) < 0.1 * float(r0[visited].mean())
+    assert float(r1[unvisited].mean()) > 3 * float(r1[visited].mean())  # novelty stays where not visited
+
+
+def test_intrinsic_hook_augments_rewards_edge_and_state():
+    env = HyperGrid(2, 5)
+    model = get_objective("tb").build_model(env, hidden=16)
+    batch = Sampler(env, model).sample(10)
+    for mode in ("edge", "state"):
+        rnd = RND(env, hidden=16, out_dim=8)
+        hook = IntrinsicReward(rnd, eta=0.5, mode=mode)
+        r = rnd.intrinsic_reward(batch.states)
+        expect = []
+        for b in range(10):
+            lo, hi = int(batch.ptr[b]), int(batch.ptr[b + 1])
+            bonus = r[lo + 1:hi].sum() if mode == "edge" else r[hi - 1]
+            expect.append(math.log(math.exp(float(batch.log_rewards[b])) + 0.5 * float(bonus)))
+        out = hook(None, batch)
+        assert torch.allclose(out.log_rewards.double(), torch.tensor(expect, dtype=torch.float64), atol=1e-5)
+        assert out.log_rewards is not batch.log_rewards  # the sampled batch (replay, metrics) keeps R
+        assert float(rnd.intrinsic_reward(batch.states).mean()) < float(r.mean())  # the predictor stepped
+    with pytest.raises(ValueError, match="mode"):
+        IntrinsicReward(RND(env), 1.0, mode="node")
+
+
+# ---------------------------------------------------------------- reward families
+def test_sparse_and_deceptive_rewards():
+    env = HyperGrid(2, 8, reward=SparseHyperGridReward(8, eps=1e-3))
+    r = env.log_reward(env.enumerate_states()).exp().reshape(8, 8)
+    modes = {(1, 1), (1, 6), (6, 1), (6, 6)}
+    for i in range(8):
+        for j in range(8):
+            assert math.isclose(float(r[i, j]), 1.0 if (i, j) in modes else 1e-3, rel_tol=1e-5)
+    env = HyperGrid(2, 8, reward=DeceptiveHyperGridReward(8, eps=1e-4, lure=0.3, R_mode=1.0))
+    r = env.log_reward(env.enumerate_states()).exp().reshape(8, 8)
+    assert math.isclose(float(r[0, 0]), 0.3001, rel_tol=1e-4)
+    assert math.isclose(float(r[7, 7]), 1e-4, rel_tol=1e-3)
+    assert math.isclose(float(r[3, 4]), 1e-4 + 0.3 * (1 - 7 / 14), rel_tol=1e-4)
+    assert int(env.mode_mask().sum()) == 4 and math.isclose(float(r[6, 6]), 1.0001, rel_tol=1e-5)
+    with pytest.raises(ValueError):
+        SparseHyperGridReward(8, lo=0.4, hi=0.3)
