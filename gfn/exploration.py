@@ -207,3 +207,24 @@ def parse_exploration(spec: str) -> Optional[tuple[int, float]]:
     if k < 2 or not 0.0 < p <= 1.0 or len(parts) > 2:
         raise ValueError(f"--exploration thompson:K[,p] needs K >= 2 and 0 < p <= 1, got {spec!r}")
     return k, p
+
+
+def apply_exploration_flags(cfg, trainer) -> None:
+    """Install ``--exploration thompson:K[,p]`` and ``--intrinsic rnd:eta[,edge|state]`` on a trainer
+    (before a checkpoint is restored: the ensemble heads are part of the model)."""
+    from gfn.errors import ConfigError
+    from gfn.intrinsic import install_intrinsic, parse_intrinsic
+    try:
+        ts = parse_exploration(getattr(cfg, "exploration", "none"))
+        rnd = parse_intrinsic(getattr(cfg, "intrinsic", "none"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if ts is not None:
+        if trainer.batch_source is not None:
+            raise ConfigError("--exploration thompson cannot be combined with --local-search-protocol paper "
+                              "(its rounds sample with the plain policy)")
+        install_thompson(trainer, *ts)
+    if rnd is not None:
+        if getattr(cfg, "resume", ""):
+            raise ConfigError("--intrinsic cannot be resumed: the RND predictor and its optimiser are not checkpointed")
+        install_intrinsic(trainer, *rnd)

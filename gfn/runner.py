@@ -20,6 +20,7 @@ import torch
 
 from gfn import distributed
 from gfn.conditioning import apply_run_flags
+from gfn.exploration import apply_exploration_flags
 from gfn.preference_flags import apply_preference_flags
 from gfn.preferences import PREF_MODES
 from gfn.checkpoint import atomic_write_text
@@ -105,6 +106,7 @@ def run(cfg: RunConfig, env, metrics_fn: Optional[MetricsFn] = None, *, model=No
             extensions = apply_preference_flags(cfg, trainer)
         else:
             extensions = apply_run_flags(cfg, trainer)  # --condition, --beta-dist, --eval-betas, --local-search
+        apply_exploration_flags(cfg, trainer)  # --exploration thompson:K, --intrinsic rnd:eta
         session.attach(trainer)  # data-parallel wiring; validates and restores the checkpoint when resuming
         session.open_run_dir()  # accepted: lock the directory (clear it on --overwrite)
     except BaseException:
