@@ -53,7 +53,8 @@ class SparseHyperGridReward(Reward):
     def reward(self, states: torch.Tensor) -> torch.Tensor:
         """1 on the mode cells, eps elsewhere."""
         u = (states.double() / (self.height - 1) - 0.5).abs()
-        mode = ((u > self.lo) & (u < self.hi)).all(-1)
+        tol = 1e-9  # a cell on a band edge (u = 0.3 at height 16 is 0.30000000000000004) stays out
+        mode = ((u > self.lo + tol) & (u < self.hi - tol)).all(-1)
         return torch.where(mode, 1.0, self.eps).float()
 
 
@@ -75,7 +76,7 @@ class DeceptiveHyperGridReward(Reward):
         """Slope towards s_0 plus the corner modes."""
         x = states.double()
         u = (x / (self.height - 1) - 0.5).abs()
-        mode = ((u > 0.3) & (u < 0.4)).all(-1).double()
+        mode = ((u > 0.3 + 1e-9) & (u < 0.4 - 1e-9)).all(-1).double()  # band edges stay out (rounding)
         slope = 1 - x.sum(-1) / (states.shape[-1] * (self.height - 1))
         return (self.eps + (1 - mode) * self.lure * slope + self.R_mode * mode).float()
 
