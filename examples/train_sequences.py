@@ -14,7 +14,7 @@ finds the most modes, with the replayed trajectories on top of ``--batch-size`` 
 (``--replay-extra``, the papers' online + offline batches), so ``n_samples`` is
 ``batch_size * iterations``.  These defaults reach (seed 0, docs/sequences.md):
 
-    --task tfbind8 --batch-size 32 --iterations 1000   279 of 328 modes in 32,000 samples
+    --task tfbind8 --batch-size 32 --iterations 1000   276 of 328 modes in 32,000 samples
     --task qm9str  --batch-size 32 --iterations 2000   739 of 805 modes in 64,000 samples
 
 Writes ``<out>/metrics.json`` (modes_found, n_samples, top100_reward, top100_diversity,
