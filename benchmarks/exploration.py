@@ -8,7 +8,8 @@ on it.  Methods: ``tb``; ``ts`` (TS-GFN: ``--heads`` P_F heads, bootstrap probab
 ``gfn.exploration``); ``gafn`` (RND intrinsic reward ``--eta``, edge-based, ``gfn.intrinsic``).
 Writes ``<out>.json`` (curves per seed, means) and ``<out>.png``.
 
-    python benchmarks/exploration.py --seeds 1 2 3
+    python benchmarks/exploration.py --seeds 1 2 3 --ndim 4 --height 16
+    python benchmarks/exploration.py --seeds 1 2 3 --ndim 4 --height 8 --out benchmarks/results/exploration_sparse_hypergrid_4d_h8
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def main() -> None:
     """Run every method and seed, write JSON and PNG."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ndim", type=int, default=4)
-    p.add_argument("--height", type=int, default=8)
+    p.add_argument("--height", type=int, default=16)
     p.add_argument("--eps", type=float, default=1e-4)
     p.add_argument("--objective", default="tb")
     p.add_argument("--iterations", type=int, default=1000)
@@ -102,7 +103,7 @@ def main() -> None:
     p.add_argument("--record-every", type=int, default=25)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--out", default="benchmarks/results/exploration_sparse_hypergrid")
+    p.add_argument("--out", default="benchmarks/results/exploration_sparse_hypergrid_4d_h16")
     args = p.parse_args()
     runs = [train_one(m, s, args) for s in args.seeds for m in args.methods]
     summary = {}
