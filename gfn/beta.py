@@ -3,7 +3,9 @@
 :class:`Uniform` [1, 3] (the default), :class:`LogUniform` (log beta uniform),
 :class:`ExpUniform` (exp beta uniform), :class:`NormalClipped`, :class:`Constant` and
 :class:`Annealed` schedules; :func:`parse_beta_dist` reads the ``--beta-dist`` strings and
-:class:`BetaSampler` is the trainer's ``cond_fn`` that draws one beta per trajectory.
+:class:`BetaSampler` is the trainer's ``cond_fn`` that draws one beta per trajectory;
+:func:`beta_of` reads beta from a conditioning tensor and :func:`temper` tempers log-rewards with
+it (used by conditioning and by local search, which both sit above this module).
 """
 
 from __future__ import annotations
@@ -14,6 +16,23 @@ from typing import Optional
 import torch
 
 # ============================================================================ beta distributions
+def beta_of(cond: torch.Tensor) -> torch.Tensor:
+    """beta of each trajectory from a conditioning tensor ``[B, c]`` (column 0)."""
+    if cond is None:
+        raise ValueError("temperature conditioning needs batch.cond (beta per trajectory); none was given")
+    if cond.dim() != 2 or cond.shape[1] < 1:
+        raise ValueError(f"conditioning tensor must have shape [B, c>=1], got {tuple(cond.shape)}")
+    return cond[:, 0]
+
+
+def temper(log_rewards: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """log R_beta(x) = beta * log R(x) (``-inf`` stays ``-inf`` for beta > 0)."""
+    beta = beta_of(cond).to(log_rewards.dtype)
+    if not bool((beta > 0).all()):
+        raise ValueError("reward tempering needs beta > 0")
+    return beta * log_rewards
+
+
 class BetaDistribution:
     """A distribution of inverse temperatures beta > 0; ``sample(n, iteration)`` returns ``[n]``."""
 

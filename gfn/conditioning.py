@@ -34,7 +34,7 @@ from torch import nn
 
 from gfn.beta import (  # noqa: F401  (re-exported: part of this module's public API)
     ANNEAL_KINDS, Annealed, BetaDistribution, BetaSampler, Constant, ExpUniform, LogUniform, NormalClipped,
-    Uniform, parse_beta_dist,
+    Uniform, beta_of, parse_beta_dist, temper,
 )
 from gfn.distributions import MaskedCategorical
 from gfn.estimators import DiscretePolicy, GFlowNet, LogZ, ScalarHead, UniformPolicy, mlp
@@ -52,23 +52,6 @@ LOGIT_SCALES = ("auto", "action", "scalar", "paper")
 LAYER_EMBED_AT = ("input", "scorer")
 #: the authors' logit clip (logit-gfn: clip_policy_logit_min/max)
 PAPER_LOGIT_CLIP = 20.0
-
-
-def beta_of(cond: torch.Tensor) -> torch.Tensor:
-    """beta of each trajectory from a conditioning tensor ``[B, c]`` (column 0)."""
-    if cond is None:
-        raise ValueError("temperature conditioning needs batch.cond (beta per trajectory); none was given")
-    if cond.dim() != 2 or cond.shape[1] < 1:
-        raise ValueError(f"conditioning tensor must have shape [B, c>=1], got {tuple(cond.shape)}")
-    return cond[:, 0]
-
-
-def temper(log_rewards: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    """log R_beta(x) = beta * log R(x) (``-inf`` stays ``-inf`` for beta > 0)."""
-    beta = beta_of(cond).to(log_rewards.dtype)
-    if not bool((beta > 0).all()):
-        raise ValueError("reward tempering needs beta > 0")
-    return beta * log_rewards
 
 
 class RewardTempering:

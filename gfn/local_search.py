@@ -176,7 +176,7 @@ class LocalSearch:
     def _target(self, log_r: torch.Tensor, cond: Optional[torch.Tensor]) -> torch.Tensor:
         if not self.tempered:
             return log_r
-        from gfn.conditioning import temper
+        from gfn.beta import temper
         return temper(log_r, cond)
 
     # ------------------------------------------------------------------ one move
