@@ -73,6 +73,10 @@ def load_run(run: str, env=None, *, device: str = "cpu", trust_code: bool = Fals
             apply_preference_flags(cfg, trainer)
         else:
             apply_run_flags(cfg, trainer)  # --condition rebuilds the model as it was trained
+    from gfn.exploration import make_thompson, parse_exploration
+    thompson = parse_exploration(getattr(cfg, "exploration", "none"))
+    if thompson is not None:  # --exploration thompson:K trained K policy heads
+        make_thompson(trainer.model, thompson[0])
     model = trainer.model
     problems: list[str] = []
     _check_model(payload["model"], model, problems)

@@ -219,6 +219,13 @@ def test_exploration_flags_through_the_runner(tmp_path, monkeypatch):
     assert '"exploration": "thompson:3,0.6"' in cfg and '"intrinsic": "rnd:0.5,state"' in cfg
     with pytest.raises(ConfigError, match="exploration"):
         mod.main(args[:-5] + ["--exploration", "thompson:1", "--out", str(tmp_path / "c")])
+    # the trained ensemble loads back (as the mixture of its heads) for sampling
+    from gfn.load import load_run
+    from gfn.metrics.exact import exact_metrics
+    env = HyperGrid(2, 8, reward=SparseHyperGridReward(8))
+    loaded = load_run(str(tmp_path / "a"), env=env)
+    assert isinstance(loaded.model.pf, EnsemblePolicy) and loaded.model.pf.k == 3
+    assert math.isclose(exact_metrics(env, loaded.model)["tv_exact"], a["tv_exact"], rel_tol=1e-6)
 
 
 def test_train_stochastic_example(tmp_path, monkeypatch):
