@@ -149,6 +149,19 @@ def differentiable_terminal_distribution(env: DiscreteEnv, model, cond: Optional
         # renormalise in float64 so every row sums to 1 to double precision
         logps.append(torch.log_softmax(model.pf_dist(sub, c).log_probs.double(), dim=-1))
     logp = torch.cat(logps)  # [M_live, A]
+    return push_forward(env, m, live, live_states, logp.exp(), logp[:, env.exit_action].exp())
+
+
+def push_forward(env: DiscreteEnv, m: int, live: torch.Tensor, live_states, move_p: torch.Tensor,
+                 exit_p: torch.Tensor) -> torch.Tensor:
+    """Terminal distribution over the ``m`` enumerated states from per-state move probabilities.
+
+    ``live`` indexes the reachable states (``live_states`` are those states), ``move_p[i, a]`` is
+    the probability of moving along non-exit action ``a`` from ``live[i]`` and ``exit_p[i]`` of
+    exiting there.  ``P(reach s') = [s' = s_0] + sum_{(s, a) -> s'} P(reach s) move_p[s, a]`` is
+    iterated to its fixed point (exact on a DAG after depth + 1 sweeps, each a batched scatter
+    over all edges); the result is ``P(reach x) * exit_p[x]`` (0 at unreachable states).
+    """
     mask = env.forward_mask(live_states)
     src_l, dst_l, w_l = [], [], []
     for a in range(env.n_actions - 1):
@@ -159,10 +172,9 @@ def differentiable_terminal_distribution(env: DiscreteEnv, model, cond: Optional
         children = env.step(batch_index(live_states, rows), acts)
         src_l.append(live[rows])
         dst_l.append(env.state_index(children))
-        w_l.append(logp[rows, a].exp())
-    s0 = env.state_index(env.initial_states(1))
+        w_l.append(move_p[rows, a])
     start = torch.zeros(m, dtype=torch.float64, device=env.device)
-    start[s0] = 1.0
+    start[env.state_index(env.initial_states(1))] = 1.0
     reach = start.clone()
     if src_l:
         src, dst, w = torch.cat(src_l), torch.cat(dst_l), torch.cat(w_l)
@@ -173,7 +185,7 @@ def differentiable_terminal_distribution(env: DiscreteEnv, model, cond: Optional
             reach = new
         else:
             raise RuntimeError("state graph is not a DAG reachable from s_0 (no fixed point)")
-    p_exit = torch.zeros(m, dtype=logp.dtype, device=env.device).index_put((live,), logp[:, env.exit_action].exp())
+    p_exit = torch.zeros(m, dtype=exit_p.dtype, device=env.device).index_put((live,), exit_p)
     return reach * p_exit
 
 

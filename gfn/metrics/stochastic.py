@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from gfn.metrics.exact import jsd, kl, log_partition, reachable_mask, target_distribution, tv
+from gfn.metrics.exact import jsd, kl, log_partition, push_forward, reachable_mask, target_distribution, tv
 from gfn.states import batch_index, batch_len
 
 
@@ -58,30 +58,7 @@ def stochastic_terminal_distribution(env, model, cond: Optional[torch.Tensor] = 
     c = None if cond is None else cond.reshape(1, -1).expand(live.numel(), -1)
     probs = torch.softmax(model.pf_dist(live_states, c).log_probs.double(), dim=-1)
     move_p = move_probabilities(env, live_states, probs)
-    mask = env.forward_mask(live_states)
-    src_l, dst_l, w_l = [], [], []
-    for mv in range(env.n_actions - 1):
-        rows = mask[:, mv].nonzero().squeeze(1)
-        if rows.numel() == 0:
-            continue
-        kids = env.step(batch_index(live_states, rows), torch.full_like(rows, mv))
-        src_l.append(live[rows])
-        dst_l.append(env.state_index(kids))
-        w_l.append(move_p[rows, mv])
-    start = torch.zeros(m, dtype=torch.float64, device=env.device)
-    start[env.state_index(env.initial_states(1))] = 1.0
-    reach = start.clone()
-    if src_l:
-        src, dst, w = torch.cat(src_l), torch.cat(dst_l), torch.cat(w_l)
-        for _ in range(m + 1):
-            new = start.index_add(0, dst, reach[src] * w)
-            if torch.equal(new, reach):
-                break
-            reach = new
-        else:
-            raise RuntimeError("state graph is not a DAG reachable from s_0 (no fixed point)")
-    p_exit = torch.zeros(m, dtype=torch.float64, device=env.device).index_put((live,), probs[:, env.exit_action])
-    return reach * p_exit
+    return push_forward(env, m, live, live_states, move_p, probs[:, env.exit_action])
 
 
 def stochastic_exact_metrics(env, model, cond: Optional[torch.Tensor] = None, tempering: float = 1.0) -> dict:
