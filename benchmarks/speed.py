@@ -75,7 +75,7 @@ def make_env(env_name: str, kw: dict, seed: int):
 
 
 def build_trainer(env_name: str, kw: dict, batch_size: int, seed: int, compile_model: bool = False,
-                  fast: bool = True):
+                  fast: bool = True, keep_log_probs: bool = False):
     """A :class:`gfn.Trainer` set up like torchgfn's TB benchmark for one cell."""
     import gfn
     from gfn.objectives import get_objective
@@ -83,7 +83,8 @@ def build_trainer(env_name: str, kw: dict, batch_size: int, seed: int, compile_m
     env = make_env(env_name, kw, seed)
     objective = get_objective("tb")
     model = objective.build_model(env, hidden=256, n_layers=2, shared_trunk=True)
-    cfg = gfn.TrainerConfig(batch_size=batch_size, lr=1e-3, lr_log_z=0.1, grad_clip=1.0)
+    cfg = gfn.TrainerConfig(batch_size=batch_size, lr=1e-3, lr_log_z=0.1, grad_clip=1.0,
+                            keep_log_probs=keep_log_probs)
     sampler = gfn.Sampler(env, model, validate=not fast)
     trainer = gfn.Trainer(env, model, objective, cfg, sampler=sampler)
     if compile_model:
@@ -126,15 +127,16 @@ def conditions() -> dict:
 
 
 def run_cell(env_name: str, kw: dict, batch_size: int, iterations: int, warmup: int, seed: int = 0,
-             compile_model: bool = False, fast: bool = True) -> dict:
+             compile_model: bool = False, fast: bool = True, keep_log_probs: bool = False) -> dict:
     """Time one cell and return its JSON record."""
-    trainer = build_trainer(env_name, kw, batch_size, seed, compile_model, fast)
+    trainer = build_trainer(env_name, kw, batch_size, seed, compile_model, fast, keep_log_probs)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     res = time_trainer(trainer, iterations, warmup)
     name = cell_name(env_name, kw)
     peer = ISSUE_NUMBERS.get(name, {}).get(batch_size)
     rec = {"library": "gfn", "env": env_name, "cell": name, "env_kwargs": kw, "batch_size": batch_size,
-           "iterations": iterations, "warmup": warmup, "n_params": n_params, "compile": compile_model, **res}
+           "iterations": iterations, "warmup": warmup, "n_params": n_params, "compile": compile_model,
+           "keep_log_probs": keep_log_probs, **res}
     if peer is not None:
         rec["issue_torchgfn_ms"], rec["issue_gfnx_ms"] = peer
     rec["conditions"] = conditions()
@@ -177,6 +179,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compile", action="store_true", help="torch.compile the MLPs (gfn.compile)")
     p.add_argument("--validate", action="store_true", help="validated env steps (slower; off like torchgfn's debug=False)")
+    p.add_argument("--keep-log-probs", action="store_true",
+                   help="reuse the sampling pass's log P_F in the loss (TrainerConfig.keep_log_probs)")
     p.add_argument("--matrix", action="store_true", help="run every cell of issue 4 (skips unregistered envs)")
     p.add_argument("--out", default=None, help="also write all records to this JSON file")
     a = p.parse_args(argv)
@@ -192,7 +196,8 @@ def main(argv=None) -> list[dict]:
         cells = [(a.env, env_kwargs_from_args(a), b) for b in a.batch_size]
     records = []
     for env_name, kw, b in cells:
-        rec = run_cell(env_name, kw, b, a.iterations, a.warmup, a.seed, a.compile, fast=not a.validate)
+        rec = run_cell(env_name, kw, b, a.iterations, a.warmup, a.seed, a.compile, fast=not a.validate,
+                       keep_log_probs=a.keep_log_probs)
         print(json.dumps(rec), flush=True)
         records.append(rec)
     if a.out:

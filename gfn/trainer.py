@@ -152,7 +152,8 @@ class Trainer:
         n_fresh = n - n_replay
         cond = self.cond_fn(n) if self.cond_fn is not None else None
         exploration = Exploration(c.temperature, c.epsilon)
-        keep = c.keep_log_probs and n_replay == 0
+        # kept log-probs are exact only on-policy: no replayed rows, no noise, no temperature
+        keep = c.keep_log_probs and n_replay == 0 and exploration.temperature == 1.0 and exploration.epsilon <= 0
         batch = self.sampler.sample(n_fresh, cond=None if cond is None else cond[:n_fresh],
                                     exploration=exploration, keep_log_probs=keep)
         self.n_samples += n_fresh
