@@ -1,0 +1,80 @@
+"""Forward rollouts and batched path scoring for diffusion samplers.
+
+* :func:`rollout`: T sequential forward steps for a batch of B trajectories (the only Python loop
+  is over the T steps).  ``grad=False`` runs under ``torch.no_grad`` (off-policy objectives
+  re-score the path afterwards in one batched pass); ``grad=True`` keeps the reparametrised
+  graph through the states (``pis``).  ``exploration`` adds ``exploration`` extra
+  standard deviation per step in quadrature (``std^2 + exploration^2``, as in Sendera et al.); the
+  returned log P_F is always under the policy without the extra noise.
+* :func:`score_path`: ``(log_pf (B, T), log_pb (B, T))`` of given trajectories ``(B, T+1, d)``
+  with one network pass over all ``B * T`` states.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from .env import DiffusionEnv, gaussian_log_prob
+
+
+def _step_log_std(env: DiffusionEnv, log_var: torch.Tensor) -> torch.Tensor:
+    return 0.5 * log_var + math.log(env.sigma * math.sqrt(env.dt))
+
+
+def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generator] = None,
+            exploration: float = 0.0, grad: bool = False) -> dict:
+    """Sample ``n`` forward trajectories; returns ``xs (n, T+1, d)``, ``log_pf``/``log_pb (n, T)``
+    and ``log_r (n,)``."""
+    T, d = env.steps, env.dim
+    dev = policy.log_z.device
+    dtype = policy.log_z.dtype
+    ctx = torch.enable_grad() if grad else torch.no_grad()
+    with ctx:
+        emb = policy.time_embeddings()
+        eps = torch.randn(n, T, d, generator=generator, dtype=dtype, device=dev)
+        x = torch.zeros(n, d, dtype=dtype, device=dev)
+        xs, lpf = [x], []
+        extra = float(exploration) ** 2
+        for i in range(T):
+            g = env.grad_log_reward(x) if policy.langevin else None
+            f, log_var = policy.drift(x, i, emb, g)
+            log_std = _step_log_std(env, log_var)
+            mean = x + f * env.dt
+            if extra > 0:
+                std_s = torch.sqrt(torch.exp(2 * log_std) + extra)
+                x_new = mean.detach() + std_s.detach() * eps[:, i]
+                lpf.append(gaussian_log_prob(x_new, mean, log_std))
+            else:
+                x_new = mean + torch.exp(log_std) * eps[:, i]
+                if not grad:
+                    lpf.append(gaussian_log_prob(x_new, mean, log_std))
+                else:  # reparametrised: (x_new - mean) / std = eps exactly
+                    lpf.append((-0.5 * eps[:, i] ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1))
+            x = x_new
+            xs.append(x)
+        xs = torch.stack(xs, 1)
+        log_pb = env.log_pb_steps(xs)
+        log_r = env.log_reward(xs[:, -1])
+    return {"xs": xs, "log_pf": torch.stack(lpf, 1), "log_pb": log_pb, "log_r": log_r}
+
+
+def score_path(env: DiffusionEnv, policy, xs: torch.Tensor, emb: Optional[dict] = None,
+               grad_log_r: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log_pf, log_pb)``, each ``(B, T)``, of trajectories ``xs (B, T+1, d)`` (one network pass).
+    ``grad_log_r`` (``(B, T, d)``, for Langevin policies) is computed if not given."""
+    B, T1, d = xs.shape
+    T = T1 - 1
+    if T != env.steps or d != env.dim:
+        raise ValueError(f"trajectories must have shape (B, {env.steps + 1}, {env.dim}), got {tuple(xs.shape)}")
+    emb = policy.time_embeddings() if emb is None else emb
+    x = xs[:, :-1].detach()
+    steps = torch.arange(T, device=xs.device)[None, :].expand(B, T)
+    if policy.langevin and grad_log_r is None:
+        grad_log_r = env.grad_log_reward(x.reshape(B * T, d)).reshape(B, T, d)
+    f, log_var = policy.drift(x, steps, emb, grad_log_r)
+    log_std = _step_log_std(env, log_var)
+    log_pf = gaussian_log_prob(xs[:, 1:].detach(), x + f * env.dt, log_std)
+    return log_pf, env.log_pb_steps(xs.detach())
