@@ -31,7 +31,7 @@ from torch import nn
 
 from gfn.env import EnvError
 
-__all__ = ["outcome_reward", "outcome_log_reward", "OutcomePolicy", "sample_outcomes", "rollout",
+__all__ = ["MarginalPolicy", "outcome_reward", "outcome_log_reward", "OutcomePolicy", "sample_outcomes", "rollout",
            "trajectory_log_pf", "success_log_prob", "log_flow", "marginal_log_probs", "pretrain_step"]
 
 
@@ -80,7 +80,11 @@ class OutcomePolicy(nn.Module):
     def forward(self, states: torch.Tensor, outcomes: torch.Tensor) -> torch.Tensor:
         """Masked log-probabilities ``[N, n_actions]`` of the forward actions at ``states`` given ``outcomes``."""
         self._check(states, outcomes)
-        feats = torch.cat([self.env.featurize(states), self.env.featurize(outcomes)], 1).to(self.head.weight.dtype)
+        return self.forward_features(states, self.env.featurize(outcomes))
+
+    def forward_features(self, states: torch.Tensor, outcome_features: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward`, with the outcome given by its (possibly soft) one-hot features ``[N, L * (V + 1)]``."""
+        feats = torch.cat([self.env.featurize(states), outcome_features], 1).to(self.head.weight.dtype)
         logits = self.head(self.trunk(feats))
         logits = logits.masked_fill(~self.env.forward_mask(states), float("-inf"))
         return logits.log_softmax(-1)
@@ -196,3 +200,38 @@ def pretrain_step(env, policy: OutcomePolicy, optimizer: torch.optim.Optimizer, 
     loss.backward()
     optimizer.step()
     return {"loss": float(loss.detach()), "success": float(outcome_reward(x, y).mean())}
+
+
+class MarginalPolicy(nn.Module):
+    """Fine-tuned policy for a new reward: the pre-trained ``P_F(. | s, y)`` with the outcome amortised.
+
+    A learned predictor ``q_w(y | s)`` (independent categoricals over the L positions) replaces the
+    sum over outcomes ``sum_y q(y | s) P_F(a | s, y)`` by one policy call at the expected outcome
+    encoding ``E_q[onehot(y)]`` (mean-field amortisation; exact when ``q`` is one-hot).  The
+    outcome-conditioned network is frozen unless ``finetune_policy``; ``log_z`` is the new task's
+    log-partition.  Train it with trajectory balance on the task reward.
+    """
+
+    def __init__(self, oc_policy: OutcomePolicy, hidden: int = 256, finetune_policy: bool = False):
+        super().__init__()
+        self.oc = oc_policy
+        self.env = oc_policy.env
+        for p in self.oc.parameters():
+            p.requires_grad_(finetune_policy)
+        L, V = self.env.max_len, self.env.vocab_size
+        self.predictor = nn.Sequential(nn.Linear(self.env.feature_dim, hidden), nn.LeakyReLU(),
+                                       nn.Linear(hidden, hidden), nn.LeakyReLU(), nn.Linear(hidden, L * V))
+        nn.init.zeros_(self.predictor[-1].weight)      # start from the uniform outcome
+        nn.init.zeros_(self.predictor[-1].bias)
+        self.log_z = nn.Parameter(torch.zeros(()))
+
+    def outcome_probs(self, states: torch.Tensor) -> torch.Tensor:
+        """``q_w(y_l = v | s)`` as ``[N, L, V]``."""
+        L, V = self.env.max_len, self.env.vocab_size
+        return self.predictor(self.env.featurize(states).to(self.log_z.dtype)).view(-1, L, V).softmax(-1)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Masked log-probabilities ``[N, n_actions]`` of the fine-tuned policy."""
+        q = self.outcome_probs(states)
+        feats = torch.cat([q, q.new_zeros(q.shape[:2] + (1,))], -1).flatten(1)
+        return self.oc.forward_features(states, feats)

@@ -110,3 +110,22 @@ def test_marginal_matches_brute_force_float64():
                               policy.log_partition(ys) + success_log_prob(env, policy, ys), atol=1e-12)
     with pytest.raises(ValueError):
         marginal_log_probs(env, policy, states, ys, log_r[:3])
+
+
+def test_marginal_policy_with_one_hot_predictor_is_the_outcome_policy():
+    """With a one-hot outcome predictor the amortised policy equals P_F(. | s, y); gradients reach only q."""
+    from gfn.outcome import MarginalPolicy
+    torch.manual_seed(2)
+    env = tiny_env()
+    oc = OutcomePolicy(env, hidden=16).double()
+    mp = MarginalPolicy(oc, hidden=8).double()
+    states = torch.tensor([[-1, -1, -1, -1], [1, 0, -1, -1], [0, 1, 1, 0]])
+    # uniform start: q = 1/V everywhere
+    assert torch.allclose(mp.outcome_probs(states), torch.full((3, 4, 2), 0.5, dtype=torch.float64))
+    y = torch.tensor([1, 0, 1, 1])
+    with torch.no_grad():
+        mp.predictor[-1].bias.copy_((torch.nn.functional.one_hot(y, 2).double() * 80 - 40).flatten())
+        assert torch.allclose(mp(states), oc(states, y.expand(3, -1)), atol=1e-12)
+    mp(states)[:, :-1].logsumexp(-1)[0].backward()
+    assert all(p.grad is None for p in oc.parameters())
+    assert mp.predictor[0].weight.grad is not None
