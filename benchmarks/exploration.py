@@ -39,11 +39,14 @@ def train_one(method: str, seed: int, args) -> dict:
     objective = get_objective(args.objective)
     model = objective.build_model(env, hidden=args.hidden, n_layers=2)
     trainer = Trainer(env, model, objective, TrainerConfig(batch_size=args.batch_size, lr=args.lr,
-                                                            lr_log_z=args.lr_log_z))
+                                                            lr_log_z=args.lr_log_z,
+                                                            epsilon=args.epsilon_of[method]))
     if method == "ts":
         install_thompson(trainer, args.heads, args.p)
     elif method == "gafn":
-        install_intrinsic(trainer, args.eta, args.intrinsic_mode)
+        from gfn.intrinsic import PAPER_RND
+        install_intrinsic(trainer, args.eta, args.intrinsic_mode,
+                          **(PAPER_RND if args.rnd_protocol == "paper" else {}))
     seen = torch.zeros_like(modes)
     curve = []
 
@@ -53,12 +56,29 @@ def train_one(method: str, seed: int, args) -> dict:
             curve.append({"iteration": it, "samples": tr.n_samples, "modes_found": int((seen & modes).sum())})
 
     trainer.hooks.append(hook)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     trainer.train(args.iterations)
     print(f"{method} seed {seed}: {curve[-1]['modes_found']} of {int(modes.sum())} modes "
           f"after {curve[-1]['samples']} samples ({time.time() - t0:.0f} s)", flush=True)
     return {"method": method, "seed": seed, "curve": curve, "modes_found": curve[-1]["modes_found"],
-            "n_modes": int(modes.sum()), "seconds": time.time() - t0}
+            "n_modes": int(modes.sum()), "seconds": time.time() - t0,
+            "cpu_seconds": time.process_time() - c0, "epsilon": args.epsilon_of[method]}
+
+
+def parse_epsilon(values: list, methods) -> dict:
+    """``["0.05"]`` -> that epsilon for every method; ``["tb=0.05", ...]`` -> per method (else 0)."""
+    if len(values) == 1 and "=" not in values[0]:
+        eps = {m: float(values[0]) for m in methods}
+    else:
+        eps = {m: 0.0 for m in methods}
+        for v in values:
+            name, sep, val = v.partition("=")
+            if not sep or name not in METHODS:
+                raise SystemExit(f"--epsilon takes one number or METHOD=VALUE pairs (methods {METHODS}), got {v!r}")
+            eps[name] = float(val)
+    if any(not 0.0 <= e <= 1.0 for e in eps.values()):
+        raise SystemExit(f"--epsilon values must lie in [0, 1], got {eps}")
+    return eps
 
 
 def plot(report: dict, path: str) -> None:
@@ -84,8 +104,39 @@ def plot(report: dict, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    """Run every method and seed, write JSON and PNG."""
+def merge(paths: list, out: str) -> dict:
+    """Join reports, ``PATH`` (all its methods) or ``PATH:METHOD`` (one of them), into one; each
+    method keeps the settings it was run with under ``settings``."""
+    picks = []
+    for q in paths:
+        path, _, only = q.rpartition(":") if q.rsplit(":", 1)[-1] in METHODS else (q, "", "")
+        r = json.load(open(path))
+        methods = [only] if only else r["setting"]["methods"]
+        if only and only not in r["setting"]["methods"]:
+            raise SystemExit(f"--merge: {path} has no method {only}")
+        picks.append((q, r, methods))
+    budgets = {(tuple(r["setting"]["seeds"]), r["samples_per_method"], r["setting"]["ndim"],
+                r["setting"]["height"], r["setting"]["eps"]) for _, r, _ in picks}
+    if len(budgets) != 1:
+        raise SystemExit(f"--merge needs the same seeds, samples, grid and eps in every report, got {budgets}")
+    runs, summary, settings = [], {}, {}
+    for q, r, methods in picks:
+        for m in methods:
+            if m in summary:
+                raise SystemExit(f"--merge: method {m} appears twice ({q})")
+            summary[m], settings[m] = r["summary"][m], dict(r["setting"], source=q)
+            runs += [x for x in r["runs"] if x["method"] == m]
+    setting = dict(picks[0][1]["setting"], methods=list(summary))
+    report = {"setting": setting, "settings": settings, "samples_per_method": picks[0][1]["samples_per_method"],
+              "summary": summary, "runs": runs}
+    write_json(out + ".json", report)
+    plot(report, out + ".png")
+    print(json.dumps(summary, indent=1))
+    return report
+
+
+def main(argv=None) -> dict:
+    """Run every method and seed (or ``--merge`` earlier reports), write JSON and PNG; returns the report."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ndim", type=int, default=4)
     p.add_argument("--height", type=int, default=16)
@@ -100,21 +151,34 @@ def main() -> None:
     p.add_argument("--p", type=float, default=0.5)
     p.add_argument("--eta", type=float, default=1.0)
     p.add_argument("--intrinsic-mode", default="edge")
+    p.add_argument("--rnd-protocol", default="ours", choices=("ours", "paper"),
+                   help="paper: the GAFN authors' RND (2 x 256 LeakyReLU, 128 outputs, bonus = L2 norm of "
+                        "the error; their bonus scale 0.1 is --eta 0.1)")
+    p.add_argument("--epsilon", nargs="+", default=["0"],
+                   help="epsilon-uniform exploration of the sampler: one value for every method, "
+                        "or METHOD=VALUE pairs (e.g. tb=0.05 ts=0 gafn=0; unnamed methods get 0)")
     p.add_argument("--record-every", type=int, default=25)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--out", default="benchmarks/results/exploration_sparse_hypergrid_4d_h16")
-    args = p.parse_args()
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="build the report from earlier runs of this script (one method each, e.g. each "
+                        "with its tuned settings) instead of training; same seeds and budget required")
+    args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
+    args.epsilon_of = parse_epsilon(args.epsilon, args.methods)
     runs = [train_one(m, s, args) for s in args.seeds for m in args.methods]
     summary = {}
     for m in args.methods:
         found = [r["modes_found"] for r in runs if r["method"] == m]
         summary[m] = {"modes_found": found, "mean": sum(found) / len(found)}
-    report = {"setting": {k: v for k, v in vars(args).items() if k != "out"},
+    report = {"setting": {k: v for k, v in vars(args).items() if k not in ("out", "epsilon")},
               "samples_per_method": args.iterations * args.batch_size, "summary": summary, "runs": runs}
     write_json(args.out + ".json", report)
     plot(report, args.out + ".png")
     print(json.dumps(summary, indent=1))
+    return report
 
 
 if __name__ == "__main__":

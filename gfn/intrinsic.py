@@ -34,26 +34,41 @@ from gfn.trajectories import TrajectoryBatch
 MODES = ("edge", "state")
 
 
-class RND(nn.Module):
-    """Random network distillation on ``env.featurize`` features."""
+ERRORS = ("mse", "l2")
 
-    def __init__(self, env, hidden: int = 128, out_dim: int = 64, n_layers: int = 2, lr: float = 1e-3):
+#: RND settings of the GAFN authors' hypergrid code (also torchgfn's GAFN example): 2 x 256
+#: LeakyReLU MLPs with 128 outputs, bonus = Euclidean norm of the prediction error.
+PAPER_RND = dict(hidden=256, out_dim=128, n_layers=2, activation=nn.LeakyReLU, error="l2")
+
+
+class RND(nn.Module):
+    """Random network distillation on ``env.featurize`` features.
+
+    ``error="mse"`` (default) scores a state by ``||f_hat(s) - f(s)||^2 / d``; ``error="l2"`` by
+    the norm ``||f_hat(s) - f(s)||`` as in the GAFN authors' code (:data:`PAPER_RND`)."""
+
+    def __init__(self, env, hidden: int = 128, out_dim: int = 64, n_layers: int = 2, lr: float = 1e-3,
+                 activation: type[nn.Module] = nn.ReLU, error: str = "mse"):
         super().__init__()
+        if error not in ERRORS:
+            raise ValueError(f"RND error must be one of {', '.join(ERRORS)}, got {error!r}")
         self.env = env
         d = env.feature_dim
-        self.target = mlp(d, out_dim, hidden, n_layers)
+        self.target = mlp(d, out_dim, hidden, n_layers, activation)
         for p in self.target.parameters():
             p.requires_grad_(False)
-        self.predictor = mlp(d, out_dim, hidden, n_layers)
-        self.out_dim = out_dim
+        self.predictor = mlp(d, out_dim, hidden, n_layers, activation)
+        self.out_dim, self.error_kind = out_dim, error
         self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=lr)
 
     def error(self, states) -> torch.Tensor:
-        """Per-state prediction error ``||f_hat(s) - f(s)||^2 / d`` (differentiable in the predictor)."""
+        """Per-state prediction error, ``||f_hat(s) - f(s)||^2 / d`` or ``||f_hat(s) - f(s)||``
+        (differentiable in the predictor)."""
         x = self.env.featurize(states).float()
         with torch.no_grad():
             t = self.target(x)
-        return (self.predictor(x) - t).pow(2).mean(-1)
+        diff = self.predictor(x) - t
+        return diff.pow(2).mean(-1) if self.error_kind == "mse" else torch.linalg.vector_norm(diff, dim=-1)
 
     @torch.no_grad()
     def intrinsic_reward(self, states) -> torch.Tensor:

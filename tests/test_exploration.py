@@ -233,3 +233,59 @@ def test_train_stochastic_example(tmp_path, monkeypatch):
     r = mod.main(["--height", "4", "--iterations", "5", "--batch-size", "8", "--hidden", "16", "--no-progress",
                   "--objective-arg", "dynamics=exact", "--out", str(tmp_path / "s")])
     assert 0.0 <= r["tv_exact"] <= 1.0 and math.isfinite(r["jsd_exact"])
+
+
+# ---------------------------------------------------------------- GAFN authors' RND and the benchmark
+def test_paper_rnd_scores_the_l2_norm_and_decays():
+    from gfn.intrinsic import PAPER_RND
+    env = HyperGrid(2, 8)
+    rnd = RND(env, **PAPER_RND)
+    assert any(isinstance(m, torch.nn.LeakyReLU) for m in rnd.predictor.modules())
+    assert rnd.out_dim == 128 and rnd.target[0].out_features == 256
+    states = env.enumerate_states()
+    x = env.featurize(states).float()
+    ref = (rnd.predictor(x).double() - rnd.target(x).double()).pow(2).sum(-1).sqrt()
+    r0 = rnd.intrinsic_reward(states)
+    torch.testing.assert_close(r0.double(), ref, rtol=1e-5, atol=1e-6)
+    mse = RND(env, hidden=256, out_dim=128, activation=torch.nn.LeakyReLU)
+    mse.load_state_dict(rnd.state_dict())
+    torch.testing.assert_close(mse.intrinsic_reward(states).double(), ref.pow(2) / 128, rtol=1e-4, atol=1e-7)
+    for _ in range(200):
+        rnd.update(states[:8])
+    assert float(rnd.intrinsic_reward(states[:8]).mean()) < 0.3 * float(r0[:8].mean())
+    with pytest.raises(ValueError, match="RND error"):
+        RND(env, error="l1")
+
+
+def _bench():
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import exploration as bench
+    return bench
+
+
+def test_exploration_benchmark_per_method_epsilon_and_merge(tmp_path):
+    bench = _bench()
+    common = ["--ndim", "2", "--height", "8", "--iterations", "4", "--batch-size", "4", "--hidden", "16",
+              "--record-every", "2", "--seeds", "1", "2"]
+    a = bench.main(common + ["--methods", "tb", "gafn", "--epsilon", "tb=0.25", "--rnd-protocol", "paper",
+                             "--out", str(tmp_path / "a")])
+    assert {(r["method"], r["epsilon"]) for r in a["runs"]} == {("tb", 0.25), ("gafn", 0.0)}
+    assert all(r["curve"][-1]["samples"] == 16 for r in a["runs"])
+    b = bench.main(common + ["--methods", "ts", "--heads", "2", "--out", str(tmp_path / "b")])
+    m = bench.main(["--merge", str(tmp_path / "a.json") + ":tb", str(tmp_path / "b.json"),
+                    "--out", str(tmp_path / "m")])
+    assert list(m["summary"]) == ["tb", "ts"] and (tmp_path / "m.png").exists()
+    assert m["summary"]["tb"] == a["summary"]["tb"] and m["summary"]["ts"] == b["summary"]["ts"]
+    assert {r["method"] for r in m["runs"]} == {"tb", "ts"} and len(m["runs"]) == 4
+    assert m["settings"]["tb"]["epsilon_of"]["tb"] == 0.25
+    c = bench.main(common[:-2] + ["1", "--methods", "gafn", "--out", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="same seeds"):
+        bench.main(["--merge", str(tmp_path / "a.json") + ":tb", str(tmp_path / "c.json"), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="twice"):
+        bench.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "a.json") + ":tb", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="METHOD=VALUE"):
+        bench.parse_epsilon(["db=0.1"], ["tb"])
+    with pytest.raises(SystemExit, match=r"\[0, 1\]"):
+        bench.parse_epsilon(["1.5"], ["tb"])
