@@ -125,6 +125,7 @@ def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, gfnx_p
             out[f"{lib}_n_params"] = recs[0].get("n_params")
             if all("cpu_ms_per_iter" in x for x in recs):
                 out[f"{lib}_cpu_ms"] = statistics.median([x["cpu_ms_per_iter"] for x in recs])
+                out[f"{lib}_cpu_ms_runs"] = [round(x["cpu_ms_per_iter"], 3) for x in recs]
     if runs["gfn"]:
         out["gfn_phases_ms"] = {k: statistics.median([x["phases_ms"][k] for x in runs["gfn"]])
                                 for k in runs["gfn"][0]["phases_ms"]}
@@ -139,6 +140,15 @@ def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, gfnx_p
         out["cpu_ratio_gfn_torchgfn"] = out["gfn_cpu_ms"] / out["torchgfn_cpu_ms"]
     if "gfn_ms" in out and "gfnx_ms" in out:
         out["ratio_gfn_gfnx"] = out["gfn_ms"] / out["gfnx_ms"]
+        if len(runs["gfn"]) == len(runs["gfnx"]):  # paired like torchgfn: same repeat, back to back
+            out["paired_ratio_gfn_gfnx"] = statistics.median(
+                g["ms_per_iter"] / x["ms_per_iter"] for g, x in zip(runs["gfn"], runs["gfnx"]))
+            if all("cpu_ms_per_iter" in r for r in runs["gfn"] + runs["gfnx"]):
+                out["paired_cpu_ratio_gfn_gfnx"] = statistics.median(
+                    g["cpu_ms_per_iter"] / x["cpu_ms_per_iter"] for g, x in zip(runs["gfn"], runs["gfnx"]))
+    if "gfn_cpu_ms" in out and "gfnx_cpu_ms" in out:
+        out["cpu_ratio_gfn_gfnx"] = out["gfn_cpu_ms"] / out["gfnx_cpu_ms"]
+    out["loadavg_1min_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     quoted = ISSUE_NUMBERS.get(name, {}).get(b)
     if quoted is not None:
         out["issue_torchgfn_ms"], out["issue_gfnx_ms"] = quoted
