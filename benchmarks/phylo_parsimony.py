@@ -37,6 +37,8 @@ def main(argv=None) -> dict:
     p.add_argument("--lr-log-z", type=float, default=0.1)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--epsilon", type=float, default=0.0)
+    p.add_argument("--alpha", type=float, default=4.0, help="reward temperature: R = exp((C - M) / alpha)")
+    p.add_argument("--cost-bias", action="store_true", help="P_F logits get -s * (mutations a merge adds) / alpha")
     p.add_argument("--local-search", default="", help="K,I (empty: off)")
     p.add_argument("--ls-accept", default="deterministic", choices=("deterministic", "mh", "barker"))
     p.add_argument("--cpu-budget-s", type=float, default=600.0)
@@ -57,9 +59,9 @@ def main(argv=None) -> dict:
     from gfn.utils import seed_everything
 
     seed_everything(args.seed)
-    env = PhyloTree(args.dataset, taxa=args.taxa, data_dir=args.data_dir)
+    env = PhyloTree(args.dataset, taxa=args.taxa, alpha=args.alpha, data_dir=args.data_dir)
     obj = get_objective(args.objective)
-    model = obj.build_model(env, hidden=args.hidden, n_layers=2, uniform_pb=True)
+    model = obj.build_model(env, hidden=args.hidden, n_layers=2, uniform_pb=True, cost_bias=args.cost_bias)
     best = {"parsimony": math.inf, "tree": "", "n_trees": 0}
 
     def see(states, log_rewards=None) -> None:

@@ -245,3 +245,29 @@ def test_example_script_small_subset(data_dir, tmp_path, monkeypatch):
     assert math.isfinite(res["log_z_iw"]) and "pearson_logp_logr" in res
     assert (tmp_path / "run" / "metrics.json").exists()
     sys.modules.pop("train_phylo", None)
+
+
+def test_merge_costs_and_cost_bias_policy(fasta):
+    """merge_costs[b, pair] is the score a merge adds (checked by stepping every valid merge);
+    with cost_bias and the learned logits zeroed, P_F is softmax(-cost / alpha) over merges."""
+    env = toy_env(fasta, alpha=2.0)
+    s = env.step(env.initial_states(3), torch.tensor([0, 4, 9]))
+    cost = env.merge_costs(s)
+    valid = env.forward_mask(s)[:, :-1]
+    for b in range(3):
+        acts = valid[b].nonzero().squeeze(1)
+        children = env.step(s.index(torch.full((len(acts),), b)), acts)
+        added = children.score.sum(-1) - s.score[b].sum()
+        assert torch.allclose(cost[b, acts].double(), added.double())
+    model = env.build_gflownet(hidden=16, cost_bias=True)
+    torch.nn.init.zeros_(model.pf.out.weight)
+    torch.nn.init.zeros_(model.pf.out.bias)
+    with torch.no_grad():
+        logits = model.pf_dist(s).logits
+    for b in range(3):
+        acts = valid[b].nonzero().squeeze(1)
+        ref = torch.log_softmax(-cost[b, acts].double() / 2.0, 0)
+        got = torch.log_softmax(logits[b, acts].double(), 0)
+        assert torch.allclose(got, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="parsimony"):
+        toy_env(fasta, reward_kind="likelihood", n_bins=2).build_gflownet(hidden=16, cost_bias=True)

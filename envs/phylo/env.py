@@ -302,6 +302,19 @@ class PhyloTree(DiscreteEnv):
         return 2 * (n - 1) * (math.log2(2 * n) + (math.log2(K + 1) if K > 1 else 0.0)) <= 62
 
     # ------------------------------------------------------------------ policy features
+    def merge_costs(self, states: Forest) -> torch.Tensor:
+        """[B, pairs] Fitch mutations each merge would add (weighted count of patterns whose
+        root sets are disjoint; 0 where a slot is empty).  Parsimony reward only."""
+        if self.likelihood:
+            raise ValueError("merge_costs needs the parsimony reward (Fitch sets)")
+        B, n = len(states), self.n
+        rows = torch.arange(B, device=self.device).repeat_interleave(n)
+        nodes = states.roots.reshape(-1)
+        codes = self._node_data(states, rows, nodes.clamp(min=0)).reshape(B, n, -1)
+        codes = torch.where((states.roots >= 0).unsqueeze(-1), codes, torch.full_like(codes, 255))
+        disjoint = (codes[:, self.pair_a] & codes[:, self.pair_c]) == 0  # [B, pairs, P]
+        return disjoint.float() @ self.weights.float()  # float32 is exact for these integer counts
+
     def featurize(self, states: Forest) -> torch.Tensor:
         """Per-slot root data, flattened to [B, n * P] (Fitch codes as floats; 0 = empty slot) or
         [B, n * P * 4] (partials); :class:`~gfn.envs.phylo.policy.RootSetEncoder` unflattens it."""

@@ -7,6 +7,10 @@ that scores every pair of roots.
 * :class:`PairPolicy` (P_F): for slots ``a < c``, ``f = relu(U h_a + U h_c + V mean(h))``,
   logit ``w . f``; with branch-length bins, two more heads give the bins of the left and
   right edges from ``[f, h_a]`` and ``[f, h_c]`` (the logit of an action is the sum).
+  With ``cost_bias`` (parsimony only) the logit of merging a and c also gets
+  ``-s * dM(a, c) / alpha``, where dM is the weighted number of patterns whose Fitch sets of a
+  and c are disjoint (the mutations that merge adds) and s a learned scale (initially 1): the
+  policy starts as a soft greedy merger, the forward-looking prior of FL-DB made explicit.
 * :class:`SlotPolicy` (learned P_B): one logit per slot; :class:`RootFlow`: log F from the pooled roots.
 """
 
@@ -64,9 +68,12 @@ class RootSetEncoder(nn.Module):
 class PairPolicy(nn.Module):
     """P_F over merges of two roots (and branch-length bins); see module docstring."""
 
-    def __init__(self, env, hidden: int = 128, pair_hidden: int = 64):
+    def __init__(self, env, hidden: int = 128, pair_hidden: int = 64, cost_bias: bool = False):
         super().__init__()
+        if cost_bias and env.likelihood:
+            raise ValueError("cost_bias needs the parsimony reward (Fitch sets)")
         self.env = env
+        self.cost_scale = nn.Parameter(torch.ones(())) if cost_bias else None
         self.u = nn.Linear(hidden, pair_hidden)
         self.v = nn.Linear(hidden, pair_hidden, bias=False)
         self.out = nn.Linear(pair_hidden, 1)
@@ -82,6 +89,8 @@ class PairPolicy(nn.Module):
         ctx = self.v(_mean_pool(h, occ)).unsqueeze(1)
         f = torch.relu(u[:, env.pair_a] + u[:, env.pair_c] + ctx)  # [N, pairs, d]
         logit = self.out(f).squeeze(-1)
+        if self.cost_scale is not None:
+            logit = logit - self.cost_scale * env.merge_costs(states).to(logit.dtype) / env.alpha
         if env.K > 1:
             lb = self.left_bins(torch.cat([f, h[:, env.pair_a]], -1))
             rb = self.right_bins(torch.cat([f, h[:, env.pair_c]], -1))
@@ -123,14 +132,15 @@ class RootFlow(nn.Module):
 
 def build_phylo_gflownet(env, hidden: int = 128, n_layers: int = 2, uniform_pb: bool = True,
                          flow: bool = False, cond_dim: int = 0, log_z_init: float = 0.0,
-                         pair_hidden: int = 64, **_ignored) -> GFlowNet:
+                         pair_hidden: int = 64, cost_bias: bool = False, **_ignored) -> GFlowNet:
     """GFlowNet with :class:`RootSetEncoder` trunk, :class:`PairPolicy` P_F, uniform or
-    :class:`SlotPolicy` P_B and a :class:`RootFlow` head when ``flow``.  ``shared_trunk`` is
+    :class:`SlotPolicy` P_B and a :class:`RootFlow` head when ``flow``; ``cost_bias`` adds the
+    merge-cost term to P_F's logits (parsimony).  ``shared_trunk`` is
     ignored (the encoder is always shared); conditioning is not supported."""
     if cond_dim:
         raise ValueError("PhyloTree policies do not support conditioning (cond_dim must be 0)")
     trunk = RootSetEncoder(env, hidden, n_layers)
-    pf = PairPolicy(env, hidden, pair_hidden)
+    pf = PairPolicy(env, hidden, pair_hidden, cost_bias)
     pb = UniformPolicy(env) if uniform_pb else SlotPolicy(env, hidden)
     fl = RootFlow(hidden) if flow else None
     return GFlowNet(env, pf, pb, trunk=trunk, flow=fl, log_z=LogZ(log_z_init))
