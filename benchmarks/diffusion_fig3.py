@@ -19,15 +19,12 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
 import torch  # noqa: E402
 
-from train_diffusion import main as train_main  # noqa: E402
+from gfn.envs.diffusion.cli import main as train_main  # noqa: E402
 
 KEYS = ("log_z_elbo", "log_z_iw", "delta_log_z", "delta_log_z_iw", "delta_log_z_eubo", "w2", "ess",
         "cpu_seconds", "wall_seconds")

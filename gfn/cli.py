@@ -196,6 +196,16 @@ def cmd_train(argv: Sequence[str]) -> int:
               "`gfn train --env NAME --help` lists its flags (--trust-code: allow --config/--resume to name "
               "module:Class code)", file=sys.stderr)
         return 2
+    if env_name == "diffusion":  # fixed-length continuous trajectories: the dedicated trainer (#19)
+        from gfn.envs.diffusion.cli import main as diffusion_main
+        rest = [a for i, a in enumerate(argv) if a not in ("--env", "--env=diffusion")
+                and not (a == "diffusion" and i > 0 and argv[i - 1] == "--env")]
+        rest = [a for a in rest if a != "--debug"]
+        try:
+            diffusion_main(rest, prog="gfn train --env diffusion")
+        except ValueError as e:  # bad target name, option or value: one line (--debug: traceback)
+            raise ConfigError(str(e)) from e
+        return 0
     cls = train_config_class(env_name)
     cfg = parse_config(cls, argv, description=f"Train a GFlowNet on the {env_name!r} environment.",
                        exit_on_error=False)

@@ -217,3 +217,29 @@ def test_short_training_reduces_delta_log_z():
     assert before > 0.5
     assert after["delta_log_z"] < 0.25 * before and after["delta_log_z"] < 0.1
     assert abs(after["log_z_iw"]) < 0.05
+
+
+def test_gfn_train_env_diffusion_writes_the_json_interface(tmp_path):
+    from gfn.cli import main
+
+    out = tmp_path / "r.json"
+    rc = main(["train", "--env", "diffusion", "--target", "gmm9", "--steps", "3", "--iterations", "3",
+               "--batch-size", "8", "--eval-samples", "50", "--seed", "2", "--exploration", "0.2",
+               "--learn-variance", "--json-out", str(out), "--out", str(tmp_path / "run")])
+    assert rc == 0
+    import json
+    d = json.loads(out.read_text())
+    for k in ("delta_log_z", "delta_log_z_iw", "delta_log_z_eubo", "w2", "ess", "log_z_elbo", "log_z_iw",
+              "iterations", "batch_size", "steps", "cpu_seconds", "wall_seconds", "ms_per_iteration",
+              "exploration", "local_search", "langevin", "learn_variance", "objective"):
+        assert k in d
+    assert d["iterations"] == 3 and d["learn_variance"] is True and d["exploration"] == 0.2
+    assert (tmp_path / "run" / "density.png").exists()
+
+
+def test_gfn_train_env_diffusion_bad_target_is_one_line(capsys):
+    from gfn.cli import main
+
+    assert main(["train", "--env", "diffusion", "--target", "nope", "--iterations", "2"]) != 0
+    err = capsys.readouterr().err
+    assert "unknown target 'nope'" in err and "Traceback" not in err
