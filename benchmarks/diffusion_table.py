@@ -68,6 +68,13 @@ def run_one(target, row, seed, args, tmp):
            "--steps", str(args.steps), "--iterations", str(args.iterations),
            "--batch-size", str(args.batch_size), "--eval-samples", str(args.eval_samples),
            "--seed", str(seed), "--json-out", out]
+    if args.reuse and os.path.exists(out):
+        with open(out) as f:
+            rec = json.load(f)
+        if all(rec.get(k) == v for k, v in (("iterations", args.iterations), ("batch_size", args.batch_size),
+                                             ("steps", args.steps), ("eval_samples", args.eval_samples))):
+            rec["command"] = " ".join(cmd[1:])
+            return rec
     env = dict(os.environ, OMP_NUM_THREADS="1")
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -94,6 +101,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--eval-samples", type=int, default=2000)
     p.add_argument("--out", default=os.path.join(HERE, "results", "diffusion_table"))
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse a finished run's JSON in OUT_runs/ when its budget matches")
     args = p.parse_args(argv)
     if args.protocol == "paper":
         args.iterations, args.batch_size, args.steps, args.seeds = 25000, 300, 100, "0,1,2,3,4"
