@@ -243,3 +243,15 @@ def test_gfn_train_env_diffusion_bad_target_is_one_line(capsys):
     assert main(["train", "--env", "diffusion", "--target", "nope", "--iterations", "2"]) != 0
     err = capsys.readouterr().err
     assert "unknown target 'nope'" in err and "Traceback" not in err
+
+
+def test_langevin_rollout_scores_match_rescoring():
+    env = _env(5, 2, 1.0)
+    torch.manual_seed(1)
+    pol = DiffusionPolicy(2, 5, hidden=8, harmonics=4, langevin=True).double()
+    torch.nn.init.normal_(pol.lgv_model[-1].bias, std=1.0)
+    out = rollout(env, pol, 32, torch.Generator().manual_seed(3), exploration=0.5)
+    a, _ = score_path(env, pol, out["xs"], None, out["grad_log_r"])
+    b, _ = score_path(env, pol, out["xs"])
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(out["log_pf"], b.detach())

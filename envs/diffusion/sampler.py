@@ -27,7 +27,7 @@ def _step_log_std(env: DiffusionEnv, log_var: torch.Tensor) -> torch.Tensor:
 def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generator] = None,
             exploration: float = 0.0, grad: bool = False) -> dict:
     """Sample ``n`` forward trajectories; returns ``xs (n, T+1, d)``, ``log_pf``/``log_pb (n, T)``
-    and ``log_r (n,)``."""
+    and ``log_r (n,)`` (and ``grad_log_r (n, T, d)`` for Langevin policies)."""
     T, d = env.steps, env.dim
     dev = policy.log_z.device
     dtype = policy.log_z.dtype
@@ -36,10 +36,12 @@ def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generat
         emb = policy.time_embeddings()
         eps = torch.randn(n, T, d, generator=generator, dtype=dtype, device=dev)
         x = torch.zeros(n, d, dtype=dtype, device=dev)
-        xs, lpf = [x], []
+        xs, lpf, grads = [x], [], []
         extra = float(exploration) ** 2
         for i in range(T):
             g = env.grad_log_reward(x) if policy.langevin else None
+            if g is not None:
+                grads.append(g)
             f, log_var = policy.drift(x, i, emb, g)
             log_std = _step_log_std(env, log_var)
             mean = x + f * env.dt
@@ -58,7 +60,10 @@ def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generat
         xs = torch.stack(xs, 1)
         log_pb = env.log_pb_steps(xs)
         log_r = env.log_reward(xs[:, -1])
-    return {"xs": xs, "log_pf": torch.stack(lpf, 1), "log_pb": log_pb, "log_r": log_r}
+    out = {"xs": xs, "log_pf": torch.stack(lpf, 1), "log_pb": log_pb, "log_r": log_r}
+    if grads:  # grad log R at x_0..x_{T-1}, reused by score_path (no second gradient pass)
+        out["grad_log_r"] = torch.stack(grads, 1)
+    return out
 
 
 def score_path(env: DiffusionEnv, policy, xs: torch.Tensor, emb: Optional[dict] = None,

@@ -118,7 +118,7 @@ class DiffusionTrainer:
             return obj.pis_loss(out["log_pf"], out["log_pb"], out["log_r"], env.dim), out
         out = rollout(env, pol, cfg.batch_size, self.gen, exploration=self.exploration_std(it))
         emb = pol.time_embeddings()
-        log_pf, log_pb = score_path(env, pol, out["xs"], emb)
+        log_pf, log_pb = score_path(env, pol, out["xs"], emb, out.get("grad_log_r"))
         return self._loss(log_pf, log_pb, out["log_r"], out["xs"], emb), out
 
     def _loss(self, log_pf, log_pb, log_r, xs, emb):
