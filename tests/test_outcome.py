@@ -129,3 +129,15 @@ def test_marginal_policy_with_one_hot_predictor_is_the_outcome_policy():
     mp(states)[:, :-1].logsumexp(-1)[0].backward()
     assert all(p.grad is None for p in oc.parameters())
     assert mp.predictor[0].weight.grad is not None
+
+
+def test_example_runs_and_reports_exact_metrics():
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_outcome.py"
+    out = subprocess.run([sys.executable, str(script), "--seq-len", "4", "--pretrain-iters", "20", "--iterations", "10",
+                          "--batch-size", "16"], capture_output=True, text=True, timeout=120,
+                         env={"OMP_NUM_THREADS": "1", **__import__("os").environ})
+    assert out.returncode == 0, out.stderr
+    assert "exact mean P(x=y|y)" in out.stdout and "tv_exact" in out.stdout
