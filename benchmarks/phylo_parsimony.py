@@ -43,6 +43,7 @@ def main(argv=None) -> dict:
     p.add_argument("--ls-accept", default="deterministic", choices=("deterministic", "mh", "barker"))
     p.add_argument("--cpu-budget-s", type=float, default=600.0)
     p.add_argument("--max-iterations", type=int, default=10 ** 9)
+    p.add_argument("--trace-every", type=int, default=10, help="iterations between best-so-far records")
     p.add_argument("--eval-samples", type=int, default=256)
     p.add_argument("--eval-corr", type=int, default=64)
     p.add_argument("--eval-k", type=int, default=16)
@@ -84,7 +85,7 @@ def main(argv=None) -> dict:
         info = trainer.train_step()
         it += 1
         see(info.batch.terminal_states)
-        if it % 10 == 0:
+        if it % args.trace_every == 0:
             trace.append({"iteration": it, "cpu_s": round(time.process_time() - cpu0, 1),
                           "best_parsimony": best["parsimony"], "loss": info.loss})
             print(trace[-1], flush=True)
