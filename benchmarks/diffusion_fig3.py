@@ -43,7 +43,9 @@ def _summary(rows: list, key: str) -> dict:
 def fig3(args) -> dict:
     out = {"setting": "25GMM, T=10, TB, batch 300, no exploration", "paper": {"fixed": -1.67, "learned": -0.62},
            "iterations": args.iterations, "batch_size": args.batch_size, "seeds": args.seeds, "runs": {}}
-    for name, extra in (("fixed", []), ("learned", ["--learn-variance"])):
+    for name, extra in (("learned", ["--learn-variance"]), ("fixed", [])):
+        if name not in args.variants:
+            continue
         rows = []
         for s in args.seeds:
             flags = ["--target", "gmm25", "--steps", "10", "--objective", "tb", "--iterations", str(args.iterations),
@@ -90,11 +92,20 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--variants", nargs="+", default=["learned", "fixed"], choices=["learned", "fixed"],
+                   help="fig3: which forward variances to run (several invocations merge into one JSON)")
     args = p.parse_args()
     res = {"fig3": fig3, "manywell": manywell, "timing": timing}[args.what](args)
     name = {"fig3": "diffusion_fig3", "manywell": "diffusion_manywell_tb_lp", "timing": "diffusion_timing"}[args.what]
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", name + ".json"), "w") as f:
+    path = os.path.join(HERE, "results", name + ".json")
+    if args.what == "fig3" and os.path.exists(path):  # merge variants / seeds of earlier invocations
+        with open(path) as f:
+            old = json.load(f)
+        if old.get("iterations") == res["iterations"] and old.get("batch_size") == res["batch_size"]:
+            for k, v in old.get("runs", {}).items():
+                res["runs"].setdefault(k, v)
+    with open(path, "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps({k: v for k, v in res.items() if k not in ("runs", "rows")}, indent=1))
 
