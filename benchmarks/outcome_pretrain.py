@@ -31,7 +31,7 @@ from gfn.envs.multiobjective.tfbind8_multi import tf_table_path
 from gfn.envs.sequences.base import SequenceEnv
 from gfn.envs.sequences.data import full_code
 from gfn.envs.sequences.tfbind8 import load_escores, tfbind8_log_rewards
-from gfn.outcome import MarginalPolicy, OutcomePolicy, pretrain_step, sample_outcomes, success_log_prob
+from gfn.outcome import MarginalPolicy, OutcomePolicy, pretrain_step, sample_outcomes, sample_sequences, success_log_prob
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -62,22 +62,11 @@ def train_tb(env, policy, log_table, mode_codes, n_samples, batch, lr, lr_z, eps
     L = env.max_len
     while seen < n_samples:
         n = min(batch, n_samples - seen)
-        s = env.initial_states(n)
-        states, actions = [], []
-        with torch.no_grad():
-            for _ in range(L):
-                p = policy(s).exp()
-                m = env.forward_mask(s).to(p.dtype)
-                p = (1 - epsilon) * p + epsilon * m / m.sum(1, keepdim=True)
-                a = torch.multinomial(p, 1, generator=gen).squeeze(1)
-                states.append(s)
-                actions.append(a)
-                s = env.step(s, a)
+        s, st, ac = sample_sequences(env, policy, n, epsilon, gen)
         codes = full_code(s, 4)
         hit[codes] = True
         seen += n
         curve.append((seen, int((hit & is_mode).sum())))
-        st, ac = torch.stack(states), torch.stack(actions)
         lp = policy(st.reshape(L * n, -1)).gather(1, ac.reshape(-1, 1)).view(L, n).sum(0)
         log_r = log_table[codes].float()
         loss = (policy.log_z + lp - log_r).pow(2).mean()

@@ -106,13 +106,22 @@ def rollout(env, policy: OutcomePolicy, outcomes: torch.Tensor, epsilon: float =
     The exit action is forced after the L-th token (fixed length), so only the L appends are kept.
     ``epsilon`` mixes the policy with the uniform one for exploration (behaviour only).
     """
-    n, L = outcomes.shape[0], env.max_len
+    return sample_sequences(env, lambda s: policy(s, outcomes), outcomes.shape[0], epsilon, generator)
+
+
+def sample_sequences(env, log_probs_fn, n: int, epsilon: float = 0.0,
+                     generator: Optional[torch.Generator] = None):
+    """Roll out ``n`` fixed-length sequences with ``log_probs_fn(states) -> [n, A]`` log-probabilities.
+
+    Returns (objects ``[n, L]``, states ``[L, n, L]``, actions ``[L, n]``); ``epsilon`` mixes in the
+    uniform policy over allowed actions (behaviour only). Shared by :func:`rollout` and unconditional
+    baselines.
+    """
     s = env.initial_states(n)
     states, actions = [], []
     with torch.no_grad():
-        for _ in range(L):
-            lp = policy(s, outcomes)
-            p = lp.exp()
+        for _ in range(env.max_len):
+            p = log_probs_fn(s).exp()
             if epsilon > 0:
                 m = env.forward_mask(s).to(p.dtype)
                 p = (1 - epsilon) * p + epsilon * m / m.sum(1, keepdim=True)
