@@ -214,15 +214,28 @@ def pretrain_step(env, policy: OutcomePolicy, optimizer: torch.optim.Optimizer, 
 class MarginalPolicy(nn.Module):
     """Fine-tuned policy for a new reward: the pre-trained ``P_F(. | s, y)`` with the outcome amortised.
 
-    A learned predictor ``q_w(y | s)`` (independent categoricals over the L positions) replaces the
-    sum over outcomes ``sum_y q(y | s) P_F(a | s, y)`` by one policy call at the expected outcome
-    encoding ``E_q[onehot(y)]`` (mean-field amortisation; exact when ``q`` is one-hot).  The
-    outcome-conditioned network is frozen unless ``finetune_policy``; ``log_z`` is the new task's
+    A learned predictor ``q_w(y | s)`` (independent categoricals over the L positions) stands in for
+    the reward-weighted outcome posterior, and the policy is ``sum_y q_w(y | s) P_F(a | s, y)``.
+    Two amortisations of that sum (``amortisation``):
+
+    * ``"mixture"`` (default): an exact sum over the V values of the *next* outcome token, each with
+      a hard (one-hot) outcome that agrees with the prefix of ``s`` and takes the predictor's most
+      likely token at the later positions: ``sum_v q_w(y_t = v | s) P_F(a | s, y^(v))``.  V policy
+      calls per state; the pre-trained network only sees outcomes of the kind it was trained on, so
+      a uniform predictor gives a near-uniform policy.
+    * ``"mean_field"``: one policy call at the expected outcome encoding ``E_q[onehot(y)]`` (exact
+      when ``q`` is one-hot; a soft outcome is off the pre-training distribution).
+
+    The outcome-conditioned network is frozen unless ``finetune_policy``; ``log_z`` is the new task's
     log-partition.  Train it with trajectory balance on the task reward.
     """
 
-    def __init__(self, oc_policy: OutcomePolicy, hidden: int = 256, finetune_policy: bool = False):
+    def __init__(self, oc_policy: OutcomePolicy, hidden: int = 256, finetune_policy: bool = False,
+                 amortisation: str = "mixture"):
         super().__init__()
+        if amortisation not in ("mixture", "mean_field"):
+            raise ValueError(f"amortisation must be 'mixture' or 'mean_field', got {amortisation!r}")
+        self.amortisation = amortisation
         self.oc = oc_policy
         self.env = oc_policy.env
         for p in self.oc.parameters():
@@ -242,5 +255,22 @@ class MarginalPolicy(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """Masked log-probabilities ``[N, n_actions]`` of the fine-tuned policy."""
         q = self.outcome_probs(states)
-        feats = torch.cat([q, q.new_zeros(q.shape[:2] + (1,))], -1).flatten(1)
-        return self.oc.forward_features(states, feats)
+        if self.amortisation == "mean_field":
+            feats = torch.cat([q, q.new_zeros(q.shape[:2] + (1,))], -1).flatten(1)
+            return self.oc.forward_features(states, feats)
+        return self.mixture_log_probs(states, q)
+
+    def mixture_log_probs(self, states: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """``log sum_v q(y_t = v | s) P_F(a | s, y^(v))`` ``[N, A]``; see the class docstring."""
+        n, L = states.shape
+        V = self.env.vocab_size
+        t = self.env.lengths(states).clamp(max=L - 1)
+        rows = torch.arange(n, device=states.device)
+        base = torch.where(states >= 0, states, q.argmax(-1))          # prefix of s, then q's mode
+        ys = base.repeat_interleave(V, 0)
+        ys[torch.arange(n * V, device=states.device), t.repeat_interleave(V)] = \
+            torch.arange(V, device=states.device).repeat(n)
+        lp = self.oc(states.repeat_interleave(V, 0), ys).view(n, V, -1).clamp_min(-1e4)   # finite: no NaN grads
+        log_w = q[rows, t].clamp_min(1e-30).log()                       # [N, V]
+        out = torch.logsumexp(log_w.unsqueeze(-1) + lp, 1)
+        return out.masked_fill(~self.env.forward_mask(states), float("-inf"))
