@@ -3,7 +3,10 @@
 * :func:`rollout`: T sequential forward steps for a batch of B trajectories (the only Python loop
   is over the T steps).  ``grad=False`` runs under ``torch.no_grad`` (off-policy objectives
   re-score the path afterwards in one batched pass); ``grad=True`` keeps the reparametrised
-  graph through the states (``pis``).  ``exploration`` adds ``exploration`` extra
+  graph through the states (``pis``); ``keep=True`` keeps only log P_F's graph to the parameters
+  (states detached, as :func:`score_path` sees them), so an on-policy loss needs no second network
+  pass (one forward and one backward, as GFNOrg/gfn-diffusion's ``get_trajectory_fwd``); the
+  samples are the same as with ``keep=False``.  ``exploration`` adds ``exploration`` extra
   standard deviation per step in quadrature (``std^2 + exploration^2``, as in Sendera et al.); the
   returned log P_F is always under the policy without the extra noise.
 * :func:`score_path`: ``(log_pf (B, T), log_pb (B, T))`` of given trajectories ``(B, T+1, d)``
@@ -25,13 +28,17 @@ def _step_log_std(env: DiffusionEnv, log_var: torch.Tensor) -> torch.Tensor:
 
 
 def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generator] = None,
-            exploration: float = 0.0, grad: bool = False) -> dict:
+            exploration: float = 0.0, grad: bool = False, keep: bool = False) -> dict:
     """Sample ``n`` forward trajectories; returns ``xs (n, T+1, d)``, ``log_pf``/``log_pb (n, T)``
-    and ``log_r (n,)`` (and ``grad_log_r (n, T, d)`` for Langevin policies)."""
+    and ``log_r (n,)`` (and ``grad_log_r (n, T, d)`` for Langevin policies).  With ``keep`` the
+    ``log_pf`` keeps its graph (detached states) and ``emb``, the time embeddings it used, is
+    returned too."""
+    if grad and keep:
+        raise ValueError("rollout: grad=True (reparametrised states) and keep=True are exclusive")
     T, d = env.steps, env.dim
     dev = policy.log_z.device
     dtype = policy.log_z.dtype
-    ctx = torch.enable_grad() if grad else torch.no_grad()
+    ctx = torch.enable_grad() if (grad or keep) else torch.no_grad()
     with ctx:
         emb = policy.time_embeddings()
         eps = torch.randn(n, T, d, generator=generator, dtype=dtype, device=dev)
@@ -51,6 +58,8 @@ def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generat
                 lpf.append(gaussian_log_prob(x_new, mean, log_std))
             else:
                 x_new = mean + torch.exp(log_std) * eps[:, i]
+                if keep:
+                    x_new = x_new.detach()
                 if not grad:
                     lpf.append(gaussian_log_prob(x_new, mean, log_std))
                 else:  # reparametrised: (x_new - mean) / std = eps exactly
@@ -61,6 +70,8 @@ def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generat
         log_pb = env.log_pb_steps(xs)
         log_r = env.log_reward(xs[:, -1])
     out = {"xs": xs, "log_pf": torch.stack(lpf, 1), "log_pb": log_pb, "log_r": log_r}
+    if keep:
+        out["emb"] = emb
     if grads:  # grad log R at x_0..x_{T-1}, reused by score_path (no second gradient pass)
         out["grad_log_r"] = torch.stack(grads, 1)
     return out
