@@ -16,6 +16,27 @@ as ``--gfnx-python`` (default: ``$GFN_GFNX_PYTHON`` or ``~/.cache/gfn-peers/gfnx
 when that interpreter is missing or cannot import ``jax`` and ``gfnx``, gfnx is skipped cleanly
 and the issue's gfnx numbers are compared through ``gfn_ms_at_issue_scale`` (our ratio to
 torchgfn times the issue's torchgfn time).  gfnx has no append-MDP bit sequence, so gfnx is not run on the ``bitseq ... append`` cells.
+
+New environments (issue 24), gfn against torchgfn, time per training iteration (no evaluation)::
+
+    python benchmarks/compare_peers.py --env diffusion --repeats 3 --iterations 20 --warmup 3
+    python benchmarks/compare_peers.py --env dag --repeats 3 --iterations 30 --warmup 5
+    python benchmarks/compare_peers.py --env diffusion dag --out benchmarks/results/peers_new_envs.json
+
+* ``diffusion``: 25GMM, TB, T = 100, B = 300, the PIS network (harmonics 64, hidden 64, 2 joint
+  layers); ours is ``diffusion_speed.py``'s worker with the trainer's default log P_F path,
+  torchgfn's is its ``DiffusionSampling`` (``peer_torchgfn_diffusion.py --time-only``, log-probs
+  saved during sampling, as its tutorial).
+* ``dag``: 5 nodes, BGe (uniform prior) on the data of our ``DAGEnv(data_seed=0)`` (100 samples of
+  an ER graph with 5 expected edges), batch 32, epsilon 1.0 (the start of both schedules).  Ours:
+  TB with a uniform P_B, the protocol of ``dag_vs_torchgfn.py ours``; torchgfn's: its
+  BayesianStructure example unchanged (GNN-v2, TB, replay buffer; ``peer_torchgfn_dag.py``).
+
+The same alternation as above, and per row: medians of CPU and wall ms per iteration, the ratio
+of CPU medians, the median over repeats of the paired (back-to-back) CPU and wall ratios, and the
+1-minute load average at the start of every run.  gfnx 0.0.1 ships ``DAGEnvironment`` and
+``PhyloTreeEnvironment`` but no training script for them, and neither torchgfn nor gfnx has a
+multi-objective environment comparable to ours, so those rows are absent (see the README).
 """
 
 from __future__ import annotations
@@ -160,6 +181,172 @@ def compare_cell(env_name: str, kw: dict, b: int, a, tg_path: str | None, gfnx_p
     return out
 
 
+NEW_ENVS = ("diffusion", "dag")
+DAG_NODES = 5
+
+
+def _export_dag_data(path: str, data_seed: int = 0) -> None:
+    """Our 5-node DAG environment's observations (both libraries score this data with BGe)."""
+    import numpy as np
+    from gfn.envs.dag import DAGEnv
+
+    env = DAGEnv(DAG_NODES, 5.0, 100, 100, score="bge", prior="uniform", data_seed=data_seed)
+    np.savez(path, data=env.data.numpy())
+
+
+def gfn_dag_worker(data_path: str, a) -> dict:
+    """Time our DAG TB iteration (``dag_vs_torchgfn.py ours`` protocol, epsilon 1.0) in this process."""
+    import numpy as np
+    import torch
+    from gfn import Trainer
+    from gfn.config import parse_config
+    from gfn.envs.dag import DAGEnv
+    from gfn.runner import build_objective_and_model, trainer_config
+    from gfn.utils import seed_everything
+    from speed import time_trainer
+
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
+    from train_dag import DAGConfig
+
+    torch.set_num_threads(1)
+    env = DAGEnv(data=torch.from_numpy(np.load(data_path, allow_pickle=False)["data"]), score="bge", prior="uniform")
+    cfg = parse_config(DAGConfig, ["--objective", "tb", "--uniform-pb", "--batch-size", str(a.dag_batch_size),
+                                   "--lr", "1e-3", "--lr-log-z", "0.1", "--epsilon", "1.0", "--seed", str(a.seed)])
+    seed_everything(cfg.seed)
+    objective, model = build_objective_and_model(cfg, env)
+    trainer = Trainer(env, model, objective, trainer_config(cfg))
+    rec = time_trainer(trainer, a.iterations, a.warmup)
+    rec["n_params"] = sum(p.numel() for p in model.parameters())
+    return rec
+
+
+def new_env_jobs(env_name: str, a, tg_path: str | None, data_path: str | None) -> list:
+    """``(library, command, environment)`` of one repeat on a new-environment row."""
+    base = _base_env()
+    tg_env = dict(base, PYTHONPATH=tg_path) if tg_path else None
+    it = ["--iterations", str(a.iterations), "--warmup", str(a.warmup), "--seed", str(a.seed)]
+    if env_name == "diffusion":
+        from gfn.envs.diffusion import DiffusionConfig
+        variant = "keep" if DiffusionConfig().keep_log_pf else "rescore"
+        size = ["--steps", "100", "--batch-size", "300"]
+        jobs = [("gfn", [sys.executable, os.path.join(HERE, "diffusion_speed.py"), "--worker", variant,
+                         "--target", "gmm25", "--objective", "tb", *size, *it], base)]
+        if tg_env is not None:
+            jobs.append(("torchgfn", [sys.executable, os.path.join(HERE, "peer_torchgfn_diffusion.py"), "--side",
+                                      "torchgfn", "--time-only", *size, *it], tg_env))
+        return jobs
+    if env_name == "dag":
+        jobs = [("gfn", [sys.executable, os.path.abspath(__file__), "--worker", "dag", "--dag-data", data_path,
+                         "--dag-batch-size", str(a.dag_batch_size), *it], base)]
+        if tg_env is not None:
+            jobs.append(("torchgfn", [sys.executable, os.path.join(HERE, "peer_torchgfn_dag.py"), "--data", data_path,
+                                      "--batch-size", str(a.dag_batch_size), *it], tg_env))
+        return jobs
+    raise ValueError(f"unknown new environment {env_name!r}; choose from {NEW_ENVS}")
+
+
+def compare_new_env(env_name: str, a, tg_path: str | None, data_path: str | None) -> dict:
+    """Alternate gfn and torchgfn ``a.repeats`` times on one new-environment row; summarise."""
+    runs = {"gfn": [], "torchgfn": []}
+    loads = []
+    for r in range(a.repeats):
+        jobs = new_env_jobs(env_name, a, tg_path, data_path)
+        if r % 2 == 1:
+            jobs.reverse()
+        for lib, cmd, env in jobs:
+            loads.append(os.getloadavg()[0])
+            rec = _run_json(cmd, env, a.timeout)
+            if rec is not None:
+                rec["repeat"] = r
+                runs[lib].append(rec)
+    out = {"cell": env_name, "repeats": a.repeats, "iterations": a.iterations, "warmup": a.warmup,
+           "batch_size": 300 if env_name == "diffusion" else a.dag_batch_size,
+           "loadavg_1min_at_starts": [round(x, 2) for x in loads]}
+    for lib, recs in runs.items():
+        if recs:
+            out[f"{lib}_runs"] = recs
+            out[f"{lib}_ms"] = statistics.median(x["ms_per_iter"] for x in recs)
+            out[f"{lib}_cpu_ms"] = statistics.median(x["cpu_ms_per_iter"] for x in recs)
+    if runs["gfn"] and runs["torchgfn"]:
+        out["cpu_ratio_gfn_torchgfn"] = out["gfn_cpu_ms"] / out["torchgfn_cpu_ms"]
+        out["ratio_gfn_torchgfn"] = out["gfn_ms"] / out["torchgfn_ms"]
+        pairs = [(g, t) for g in runs["gfn"] for t in runs["torchgfn"] if g["repeat"] == t["repeat"]]
+        out["paired_cpu_ratio_gfn_torchgfn"] = statistics.median(g["cpu_ms_per_iter"] / t["cpu_ms_per_iter"]
+                                                                 for g, t in pairs)
+        out["paired_ratio_gfn_torchgfn"] = statistics.median(g["ms_per_iter"] / t["ms_per_iter"] for g, t in pairs)
+        out["paired_cpu_ratios"] = [round(g["cpu_ms_per_iter"] / t["cpu_ms_per_iter"], 3) for g, t in pairs]
+    out["conditions"] = conditions()
+    return out
+
+
+def new_env_table(rows: list[dict]) -> str:
+    """README table of the new-environment rows (CPU time first: the machine is shared)."""
+    lines = ["| env | B | gfn CPU ms | torchgfn CPU ms | gfn/torchgfn CPU | paired CPU (min-max) | gfn ms | "
+             "torchgfn ms | paired wall | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        def f(k, fmt="{:.1f}"):
+            return fmt.format(r[k]) if k in r else "–"
+        pr = r.get("paired_cpu_ratios") or []
+        span = f" ({min(pr):.2f}-{max(pr):.2f})" if pr else ""
+        ld = r["loadavg_1min_at_starts"]
+        lines.append(f"| {r['cell']} | {r['batch_size']} | {f('gfn_cpu_ms')} | {f('torchgfn_cpu_ms')} | "
+                     f"{f('cpu_ratio_gfn_torchgfn', '{:.2f}')} | {f('paired_cpu_ratio_gfn_torchgfn', '{:.2f}')}{span} | "
+                     f"{f('gfn_ms')} | {f('torchgfn_ms')} | {f('paired_ratio_gfn_torchgfn', '{:.2f}')} | "
+                     f"{min(ld):.1f}-{max(ld):.1f} |")
+    return "\n".join(lines)
+
+
+def new_env_main(argv) -> list[dict]:
+    """``--env diffusion`` / ``--env dag`` (see the module docstring); ``--worker dag`` times ours."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", nargs="+", choices=NEW_ENVS, default=list(NEW_ENVS))
+    p.add_argument("--worker", choices=["dag"], default=None, help=argparse.SUPPRESS)
+    p.add_argument("--dag-data", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--dag-batch-size", type=int, default=32)
+    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per worker process")
+    p.add_argument("--torchgfn-path", default=os.environ.get("GFN_TORCHGFN_PATH", os.path.expanduser("~/.cache/gfn-peers/torchgfn")))
+    p.add_argument("--no-torchgfn", action="store_true")
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    if a.worker == "dag":
+        print(json.dumps(gfn_dag_worker(a.dag_data, a)), flush=True)
+        return []
+    tg_path = None
+    if not a.no_torchgfn:
+        if torchgfn_available(a.torchgfn_path):
+            tg_path = a.torchgfn_path
+        else:
+            print(f"# torchgfn not found in {a.torchgfn_path}: skipped", file=sys.stderr)
+    import tempfile
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = os.path.join(tmp, "dag5.npz")
+        _export_dag_data(data_path)
+        for env_name in a.env:
+            row = compare_new_env(env_name, a, tg_path, data_path)
+            print(json.dumps({k: v for k, v in row.items() if not k.endswith("_runs")}), flush=True)
+            rows.append(row)
+    table = new_env_table(rows)
+    print(table)
+    if a.out:
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump({"rows": rows, "table": table, "argv": list(argv)}, f, indent=1)
+    return rows
+
+
+def _wants_new_env(argv) -> bool:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--env", nargs="+", default=None)
+    pre.add_argument("--worker", default=None)
+    known, _ = pre.parse_known_args(argv)
+    return known.worker is not None or bool(known.env and set(known.env) <= set(NEW_ENVS))
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The README table: one line per cell (wall-time medians; CPU-time ratio alongside; gfnx when timed)."""
     with_gfnx = any("gfnx_ms" in r for r in rows)  # measured gfnx columns only when gfnx ran
@@ -180,6 +367,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 def main(argv=None) -> list[dict]:
     """Command-line entry point."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _wants_new_env(argv):
+        return new_env_main(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_cell_args(p)
     p.add_argument("--matrix", action="store_true", help="all cells of issue 4 (unregistered envs skipped)")

@@ -9,7 +9,9 @@ policy lr 1e-3, on-policy, as in its ``tutorials/examples/train_diffusion_sample
 ``--side ours`` runs ``examples/train_diffusion.py`` with the same sizes, sigma, T, batch and
 iterations.  Both report delta_log_z = |log Z - ELBO| from 2,000 forward trajectories scored by
 the library's own log-probabilities, and ms/iteration.  Without ``--side`` both run in turn and
-``benchmarks/results/diffusion_vs_torchgfn.json`` is written::
+``benchmarks/results/diffusion_vs_torchgfn.json`` is written.  ``--side torchgfn --time-only
+--warmup W`` only times ``--iterations`` training iterations after ``W`` untimed ones, without the
+evaluation (what ``compare_peers.py --env diffusion`` runs)::
 
     python benchmarks/peer_torchgfn_diffusion.py --iterations 200
 
@@ -54,15 +56,25 @@ def _torchgfn_main(args) -> dict:
     sampler = Sampler(estimator=pf)
     opt = torch.optim.Adam(gfn.pf_pb_parameters(), lr=1e-3)
     opt.add_param_group({"params": gfn.logz_parameters(), "lr": 1e-1})
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for _ in range(args.iterations):
+
+    def train_step():
         traj = sampler.sample_trajectories(env, n=args.batch_size, save_logprobs=True,
                                            save_estimator_outputs=False)
         opt.zero_grad()
         loss = gfn.loss(env, traj, recalculate_all_logprobs=False)
         loss.backward()
         opt.step()
+
+    for _ in range(args.warmup):
+        train_step()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(args.iterations):
+        train_step()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    timing = {"ms_per_iter": 1000 * wall / args.iterations, "cpu_ms_per_iter": 1000 * cpu / args.iterations,
+              "warmup": args.warmup, "iterations": args.iterations}
+    if args.time_only:
+        return {"library": "torchgfn", "env": "diffusion", **timing}
     with torch.no_grad():
         traj = sampler.sample_trajectories(env, n=args.eval_samples, save_logprobs=True)
         scores = gfn.get_scores(traj, recalculate_all_logprobs=False)  # log P_F - log P_B - log R
@@ -108,6 +120,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-samples", type=int, default=2000)
+    p.add_argument("--warmup", type=int, default=0, help="untimed iterations first (--side torchgfn)")
+    p.add_argument("--time-only", action="store_true",
+                   help="--side torchgfn: time --iterations after --warmup, no evaluation (compare_peers.py)")
     p.add_argument("--out", default=os.path.join(HERE, "results", "diffusion_vs_torchgfn.json"))
     a = p.parse_args(argv)
     kw = dict(iterations=a.iterations, batch_size=a.batch_size, steps=a.steps, seed=a.seed,
