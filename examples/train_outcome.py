@@ -41,6 +41,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--epsilon", type=float, default=0.05)
     ap.add_argument("--finetune-policy", action="store_true", help="also train the outcome-conditioned network")
+    ap.add_argument("--amortisation", default="mixture", choices=["mixture", "mean_field"],
+                    help="how MarginalPolicy sums over outcomes (see gfn.outcome.MarginalPolicy)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -60,7 +62,8 @@ def main():
             print(f"pretrain {it}: loss {out['loss']:.3f}  exact mean P(x=y|y) {succ:.4f}")
     print(f"pre-training CPU seconds {time.process_time() - t0:.1f} (no reward calls)")
 
-    model = MarginalPolicy(oc, hidden=args.hidden, finetune_policy=args.finetune_policy)
+    model = MarginalPolicy(oc, hidden=args.hidden, finetune_policy=args.finetune_policy,
+                           amortisation=args.amortisation)
     params = [p for n, p in model.named_parameters() if p.requires_grad and n != "log_z"]
     opt = torch.optim.Adam([{"params": params, "lr": args.lr}, {"params": [model.log_z], "lr": 0.05}])
     log_r_all = env.log_reward(xs)
