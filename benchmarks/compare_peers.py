@@ -34,9 +34,11 @@ New environments (issue 24), gfn against torchgfn, time per training iteration (
 
 The same alternation as above, and per row: medians of CPU and wall ms per iteration, the ratio
 of CPU medians, the median over repeats of the paired (back-to-back) CPU and wall ratios, and the
-1-minute load average at the start of every run.  gfnx 0.0.1 ships ``DAGEnvironment`` and
-``PhyloTreeEnvironment`` but no training script for them, and neither torchgfn nor gfnx has a
-multi-objective environment comparable to ours, so those rows are absent (see the README).
+1-minute load average at the start of every run.  On the ``dag`` row gfnx runs too when its
+interpreter imports it (``peer_gfnx_dag.py``: gfnx's ``DAGEnvironment`` and BGe score on the same
+data, ``peer_gfnx.py``'s TB step with a learned P_B head and no epsilon, since gfnx 0.0.1 ships no
+DAG training script).  Phylogenetic trees (gfnx's ``PhyloTreeEnvironment``) and multi-objective
+environments have no row (see the README).
 """
 
 from __future__ import annotations
@@ -220,7 +222,8 @@ def gfn_dag_worker(data_path: str, a) -> dict:
     return rec
 
 
-def new_env_jobs(env_name: str, a, tg_path: str | None, data_path: str | None) -> list:
+def new_env_jobs(env_name: str, a, tg_path: str | None, data_path: str | None,
+                 gfnx_python: str | None = None) -> list:
     """``(library, command, environment)`` of one repeat on a new-environment row."""
     base = _base_env()
     tg_env = dict(base, PYTHONPATH=tg_path) if tg_path else None
@@ -241,16 +244,20 @@ def new_env_jobs(env_name: str, a, tg_path: str | None, data_path: str | None) -
         if tg_env is not None:
             jobs.append(("torchgfn", [sys.executable, os.path.join(HERE, "peer_torchgfn_dag.py"), "--data", data_path,
                                       "--batch-size", str(a.dag_batch_size), *it], tg_env))
+        if gfnx_python:
+            jobs.append(("gfnx", [gfnx_python, os.path.join(HERE, "peer_gfnx_dag.py"), "--data", data_path,
+                                  "--batch-size", str(a.dag_batch_size), *it], base))
         return jobs
     raise ValueError(f"unknown new environment {env_name!r}; choose from {NEW_ENVS}")
 
 
-def compare_new_env(env_name: str, a, tg_path: str | None, data_path: str | None) -> dict:
-    """Alternate gfn and torchgfn ``a.repeats`` times on one new-environment row; summarise."""
-    runs = {"gfn": [], "torchgfn": []}
+def compare_new_env(env_name: str, a, tg_path: str | None, data_path: str | None,
+                    gfnx_python: str | None = None) -> dict:
+    """Alternate gfn and the peers ``a.repeats`` times on one new-environment row; summarise."""
+    runs = {"gfn": [], "torchgfn": [], "gfnx": []}
     loads = []
     for r in range(a.repeats):
-        jobs = new_env_jobs(env_name, a, tg_path, data_path)
+        jobs = new_env_jobs(env_name, a, tg_path, data_path, gfnx_python)
         if r % 2 == 1:
             jobs.reverse()
         for lib, cmd, env in jobs:
@@ -275,6 +282,12 @@ def compare_new_env(env_name: str, a, tg_path: str | None, data_path: str | None
                                                                  for g, t in pairs)
         out["paired_ratio_gfn_torchgfn"] = statistics.median(g["ms_per_iter"] / t["ms_per_iter"] for g, t in pairs)
         out["paired_cpu_ratios"] = [round(g["cpu_ms_per_iter"] / t["cpu_ms_per_iter"], 3) for g, t in pairs]
+    if runs["gfn"] and runs["gfnx"]:
+        out["cpu_ratio_gfn_gfnx"] = out["gfn_cpu_ms"] / out["gfnx_cpu_ms"]
+        pairs = [(g, x) for g in runs["gfn"] for x in runs["gfnx"] if g["repeat"] == x["repeat"]]
+        out["paired_cpu_ratio_gfn_gfnx"] = statistics.median(g["cpu_ms_per_iter"] / x["cpu_ms_per_iter"]
+                                                             for g, x in pairs)
+        out["paired_ratio_gfn_gfnx"] = statistics.median(g["ms_per_iter"] / x["ms_per_iter"] for g, x in pairs)
     out["conditions"] = conditions()
     return out
 
@@ -282,7 +295,8 @@ def compare_new_env(env_name: str, a, tg_path: str | None, data_path: str | None
 def new_env_table(rows: list[dict]) -> str:
     """README table of the new-environment rows (CPU time first: the machine is shared)."""
     lines = ["| env | B | gfn CPU ms | torchgfn CPU ms | gfn/torchgfn CPU | paired CPU (min-max) | gfn ms | "
-             "torchgfn ms | paired wall | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "torchgfn ms | paired wall | gfnx CPU ms | gfn/gfnx paired CPU | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         def f(k, fmt="{:.1f}"):
             return fmt.format(r[k]) if k in r else "–"
@@ -292,6 +306,7 @@ def new_env_table(rows: list[dict]) -> str:
         lines.append(f"| {r['cell']} | {r['batch_size']} | {f('gfn_cpu_ms')} | {f('torchgfn_cpu_ms')} | "
                      f"{f('cpu_ratio_gfn_torchgfn', '{:.2f}')} | {f('paired_cpu_ratio_gfn_torchgfn', '{:.2f}')}{span} | "
                      f"{f('gfn_ms')} | {f('torchgfn_ms')} | {f('paired_ratio_gfn_torchgfn', '{:.2f}')} | "
+                     f"{f('gfnx_cpu_ms')} | {f('paired_cpu_ratio_gfn_gfnx', '{:.2f}')} | "
                      f"{min(ld):.1f}-{max(ld):.1f} |")
     return "\n".join(lines)
 
@@ -310,6 +325,8 @@ def new_env_main(argv) -> list[dict]:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per worker process")
     p.add_argument("--torchgfn-path", default=os.environ.get("GFN_TORCHGFN_PATH", os.path.expanduser("~/.cache/gfn-peers/torchgfn")))
     p.add_argument("--no-torchgfn", action="store_true")
+    p.add_argument("--gfnx-python", default=default_gfnx_python(),
+                   help="gfnx's interpreter (dag row only: peer_gfnx_dag.py); skipped when it cannot import gfnx")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     if a.worker == "dag":
@@ -321,13 +338,14 @@ def new_env_main(argv) -> list[dict]:
             tg_path = a.torchgfn_path
         else:
             print(f"# torchgfn not found in {a.torchgfn_path}: skipped", file=sys.stderr)
+    gfnx_python = a.gfnx_python if gfnx_available(a.gfnx_python) else None
     import tempfile
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data_path = os.path.join(tmp, "dag5.npz")
         _export_dag_data(data_path)
         for env_name in a.env:
-            row = compare_new_env(env_name, a, tg_path, data_path)
+            row = compare_new_env(env_name, a, tg_path, data_path, gfnx_python)
             print(json.dumps({k: v for k, v in row.items() if not k.endswith("_runs")}), flush=True)
             rows.append(row)
     table = new_env_table(rows)
