@@ -5,6 +5,7 @@ elsewhere), ``--ndim`` x ``--height``.  Every method trains TB with the same mod
 2 x ``hidden`` trunk, learned P_B), batch, learning rate and number of iterations, so every
 method draws the same number of on-policy samples; a mode is found when a training sample lands
 on it.  Methods: ``tb``; ``ts`` (TS-GFN: ``--heads`` P_F heads, bootstrap probability ``--p``,
+optionally the authors' randomized priors ``--prior-scale`` and per-head log Z ``--head-log-z``,
 ``gfn.exploration``); ``gafn`` (RND intrinsic reward ``--eta``, edge-based, ``gfn.intrinsic``).
 Writes ``<out>.json`` (curves per seed, means) and ``<out>.png``.
 
@@ -42,7 +43,7 @@ def train_one(method: str, seed: int, args) -> dict:
                                                             lr_log_z=args.lr_log_z,
                                                             epsilon=args.epsilon_of[method]))
     if method == "ts":
-        install_thompson(trainer, args.heads, args.p)
+        install_thompson(trainer, args.heads, args.p, prior_scale=args.prior_scale, head_log_z=args.head_log_z)
     elif method == "gafn":
         from gfn.intrinsic import PAPER_RND
         install_intrinsic(trainer, args.eta, args.intrinsic_mode,
@@ -149,6 +150,11 @@ def main(argv=None) -> dict:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--p", type=float, default=0.5)
+    p.add_argument("--prior-scale", type=float, default=0.0,
+                   help="TS-GFN randomized-prior scale (frozen random trunk and heads added to the logits, "
+                        "as in the authors' code; 0: none)")
+    p.add_argument("--head-log-z", action="store_true",
+                   help="TS-GFN: one log Z per head (the authors' code) instead of a shared one")
     p.add_argument("--eta", type=float, default=1.0)
     p.add_argument("--intrinsic-mode", default="edge")
     p.add_argument("--rnd-protocol", default="ours", choices=("ours", "paper"),

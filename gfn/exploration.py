@@ -11,6 +11,12 @@ from every head's loss.  Without an active head (evaluation, exact metrics) the 
 per-state mixture ``(1/K) sum_k P_F^k(a | s)``.
 
 ``install_thompson(trainer, k, p)`` converts a trainer in place (``--exploration thompson:K``).
+
+Two options follow the TS-GFN authors' code (``jarridrb/recursion_gfn``,
+``ThompsonSamplingGraphTransformerGFN``): ``prior_scale=beta > 0`` adds a randomized prior
+(Osband et al. 2018) to every head, ``logits_k(s) = head_k(h(s)) + beta * prior_k(s)`` with
+``prior_k`` a frozen, randomly initialised copy of the trunk and head; ``head_log_z=True`` gives
+every head its own log Z (:class:`HeadLogZ`; their ``logZ`` has one output per ensemble member).
 """
 
 from __future__ import annotations
@@ -36,23 +42,37 @@ def _reset(module: nn.Module) -> None:
             m.reset_parameters()
 
 
+def _fresh(module: nn.Module, frozen: bool = False) -> nn.Module:
+    """A freshly initialised copy of ``module`` (without gradients when ``frozen``)."""
+    m = copy.deepcopy(module)
+    _reset(m)
+    if frozen:
+        m.requires_grad_(False)
+    return m
+
+
 class EnsemblePolicy(nn.Module):
     """``K`` forward-policy heads on a shared trunk; ``active`` selects the head that acts."""
 
-    def __init__(self, base: DiscretePolicy, k: int):
+    def __init__(self, base: DiscretePolicy, k: int, prior_scale: float = 0.0, trunk: Optional[nn.Module] = None):
         super().__init__()
         if not isinstance(base, DiscretePolicy) or base.backward:
             raise TypeError("Thompson sampling needs a discrete forward policy (DiscretePolicy) to copy into heads")
         if int(k) < 2:
             raise ValueError(f"an ensemble needs at least 2 heads, got {k}")
+        if not prior_scale >= 0.0:
+            raise ValueError(f"the randomized-prior scale must be >= 0, got {prior_scale}")
         self.env = base.env
         self.backward = False
         heads = [base.head]
         for _ in range(int(k) - 1):  # fresh initialisations: the ensemble's prior diversity
-            h = copy.deepcopy(base.head)
-            _reset(h)
-            heads.append(h)
+            heads.append(_fresh(base.head))
         self.heads = nn.ModuleList(heads)
+        #: weight of the randomized prior added to every head's logits (0: none)
+        self.prior_scale = float(prior_scale)
+        if self.prior_scale > 0:  # frozen random functions, one per head, on a frozen random trunk
+            self.prior_trunk = _fresh(trunk, frozen=True) if trunk is not None else None
+            self.prior_heads = nn.ModuleList([_fresh(base.head, frozen=True) for _ in range(int(k))])
         #: index of the head that acts, or None for the mixture of all heads
         self.active: Optional[int] = None
 
@@ -78,10 +98,31 @@ class EnsemblePolicy(nn.Module):
         """The active head's distribution, or the mixture of all heads when none is active."""
         mask = self.mask(states)
         if self.active is not None:
-            return MaskedCategorical(_call(self.heads[self.active], h), mask)
-        logps = torch.stack([torch.log_softmax(_call(m, h).masked_fill(~mask, float("-inf")), -1) for m in self.heads])
+            return MaskedCategorical(self.head_logits(self.active, h, states), mask)
+        hp = self._prior_features(states)
+        logps = torch.stack([torch.log_softmax(self.head_logits(j, h, states, hp).masked_fill(~mask, float("-inf")), -1)
+                             for j in range(self.k)])
         mix = torch.logsumexp(logps, 0) - torch.log(torch.tensor(float(self.k)))
         return MaskedCategorical(mix.masked_fill(~mask, 0.0), mask)
+
+    def _prior_features(self, states: States) -> Optional[torch.Tensor]:
+        """The frozen prior trunk's encoding of ``states`` (None without a prior)."""
+        if self.prior_scale == 0:
+            return None
+        with torch.no_grad():
+            x = self.env.featurize(states)
+            return _call(self.prior_trunk, x) if self.prior_trunk is not None else x
+
+    def head_logits(self, j: int, h: torch.Tensor, states: States, hp: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits of head ``j``: ``head_j(h)``, plus ``prior_scale * prior_j`` with a randomized prior."""
+        out = _call(self.heads[j], h)
+        if self.prior_scale == 0:
+            return out
+        if hp is None:
+            hp = self._prior_features(states)
+        with torch.no_grad():
+            prior = _call(self.prior_heads[j], hp)
+        return out + self.prior_scale * prior
 
 
 def ensemble_of(model: GFlowNet) -> EnsemblePolicy:
@@ -91,9 +132,32 @@ def ensemble_of(model: GFlowNet) -> EnsemblePolicy:
     return model.pf
 
 
-def make_thompson(model: GFlowNet, k: int) -> GFlowNet:
-    """Replace the model's P_F by a ``k``-head :class:`EnsemblePolicy` (in place; returns the model)."""
-    model.pf = EnsemblePolicy(model.pf, k)
+class HeadLogZ(nn.Module):
+    """One learned log Z per ensemble head; the active head's is used (their mean for the mixture)."""
+
+    def __init__(self, ensemble: EnsemblePolicy, init: float = 0.0):
+        super().__init__()
+        self.cond_dim = 0
+        self.values = nn.Parameter(torch.full((ensemble.k,), float(init)))
+        self.__dict__["_ensemble"] = ensemble  # a reference, not a submodule (its parameters live in P_F)
+
+    def forward(self, n: int, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """log Z of the active head for ``n`` trajectories (mean over heads when none is active)."""
+        j = self._ensemble.active
+        v = self.values.mean() if j is None else self.values[j]
+        return v.expand(n)
+
+
+def make_thompson(model: GFlowNet, k: int, prior_scale: float = 0.0, head_log_z: bool = False) -> GFlowNet:
+    """Replace the model's P_F by a ``k``-head :class:`EnsemblePolicy` (in place; returns the model);
+    ``prior_scale > 0`` adds randomized priors, ``head_log_z`` gives each head its own log Z."""
+    if (prior_scale > 0 or head_log_z) and model.cond_dim > 0:
+        raise ValueError("randomized priors and per-head log Z are not supported for conditional models")
+    if head_log_z and (model.log_z.cond_dim > 0 or not hasattr(model.log_z, "value")):
+        raise ValueError("per-head log Z needs the model's scalar log Z")
+    model.pf = EnsemblePolicy(model.pf, k, prior_scale=prior_scale, trunk=model.trunk)
+    if head_log_z:
+        model.log_z = HeadLogZ(model.pf, float(model.log_z.value.detach()))
     return model
 
 
@@ -176,12 +240,13 @@ class ThompsonObjective:
         return f"ThompsonObjective({self.objective!r}, p={self.p})"
 
 
-def install_thompson(trainer, k: int, p: float = 0.5) -> None:
-    """Convert ``trainer`` to TS-GFN: ensemble P_F, head-per-trajectory sampling, bootstrap losses."""
+def install_thompson(trainer, k: int, p: float = 0.5, prior_scale: float = 0.0, head_log_z: bool = False) -> None:
+    """Convert ``trainer`` to TS-GFN: ensemble P_F, head-per-trajectory sampling, bootstrap losses
+    (``prior_scale``, ``head_log_z``: the authors' randomized priors and per-head log Z)."""
     from gfn.trainer import make_optimizer
     if isinstance(trainer.model.pf, EnsemblePolicy):
         raise ValueError("the model already has a Thompson-sampling ensemble")
-    make_thompson(trainer.model, k)
+    make_thompson(trainer.model, k, prior_scale=prior_scale, head_log_z=head_log_z)
     s = trainer.sampler
     trainer.sampler = ThompsonSampler(s.env, trainer.model, max_steps=s.max_steps, validate=s.validate)
     trainer.objective = ThompsonObjective(trainer.objective, p)
@@ -190,23 +255,31 @@ def install_thompson(trainer, k: int, p: float = 0.5) -> None:
     trainer._clip_model = None  # the parameter list changed
 
 
-def parse_exploration(spec: str) -> Optional[tuple[int, float]]:
-    """``"none"`` -> None; ``"thompson:K"`` or ``"thompson:K,p"`` -> (K, p) (p defaults to 0.5)."""
+def parse_exploration(spec: str) -> Optional[tuple[int, float, float, bool]]:
+    """``"none"`` -> None; ``"thompson:K[,p][,prior=BETA][,logz=head|shared]"`` ->
+    (K, p, prior scale, per-head log Z); p defaults to 0.5, no prior, shared log Z."""
     spec = (spec or "none").strip().lower()
     if spec == "none":
         return None
     name, _, args = spec.partition(":")
+    usage = f"--exploration must be none or thompson:K[,p][,prior=BETA][,logz=head|shared], got {spec!r}"
     if name != "thompson" or not args:
-        raise ValueError(f"--exploration must be none or thompson:K[,p], got {spec!r}")
+        raise ValueError(usage)
     parts = args.split(",")
+    plain = [q for q in parts if "=" not in q]
+    opts = dict(q.split("=", 1) for q in parts if "=" in q)
+    if len(plain) not in (1, 2) or parts[:len(plain)] != plain or set(opts) - {"prior", "logz"} \
+            or len(opts) != len(parts) - len(plain) or opts.get("logz", "shared") not in ("head", "shared"):
+        raise ValueError(usage)
     try:
-        k = int(parts[0])
-        p = float(parts[1]) if len(parts) > 1 else 0.5
+        k = int(plain[0])
+        p = float(plain[1]) if len(plain) > 1 else 0.5
+        prior = float(opts.get("prior", 0.0))
     except ValueError:
-        raise ValueError(f"--exploration thompson:K[,p] needs an integer K and a number p, got {spec!r}") from None
-    if k < 2 or not 0.0 < p <= 1.0 or len(parts) > 2:
-        raise ValueError(f"--exploration thompson:K[,p] needs K >= 2 and 0 < p <= 1, got {spec!r}")
-    return k, p
+        raise ValueError(f"--exploration thompson:K[,p] needs an integer K and numbers p, BETA, got {spec!r}") from None
+    if k < 2 or not 0.0 < p <= 1.0 or not prior >= 0.0:
+        raise ValueError(f"--exploration thompson:K[,p] needs K >= 2, 0 < p <= 1 and prior >= 0, got {spec!r}")
+    return k, p, prior, opts.get("logz", "shared") == "head"
 
 
 def apply_exploration_flags(cfg, trainer) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from gfn import Trainer, TrainerConfig
 from gfn.envs.hypergrid import DeceptiveHyperGridReward, HyperGrid, SparseHyperGridReward
-from gfn.exploration import (EnsemblePolicy, ThompsonObjective, bootstrap_masks, install_thompson,
+from gfn.exploration import (EnsemblePolicy, HeadLogZ, ThompsonObjective, bootstrap_masks, install_thompson,
                              parse_exploration)
 from gfn.intrinsic import RND, IntrinsicReward, install_intrinsic, parse_intrinsic
 from gfn.objectives import get_objective
@@ -120,10 +120,85 @@ def test_thompson_and_rnd_compose_with_objectives(name):
         assert any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
 
 
+def test_randomized_prior_adds_a_frozen_random_function_to_each_head():
+    env = HyperGrid(2, 5)
+    tr = _trainer(env, batch_size=8)
+    install_thompson(tr, 3, p=0.5, prior_scale=2.0)
+    ens, model = tr.model.pf, tr.model
+    assert ens.prior_scale == 2.0 and len(ens.prior_heads) == 3
+    states = env.enumerate_states()
+    h = model.encode(states)
+    x = env.featurize(states)
+    for j in range(3):
+        expect = ens.heads[j](h) + 2.0 * ens.prior_heads[j](ens.prior_trunk(x))
+        with ens.use(j):
+            got = model.pf_dist(states).log_probs
+        ref = torch.log_softmax(expect.masked_fill(~env.forward_mask(states), float("-inf")), -1)
+        assert torch.allclose(got[env.forward_mask(states)], ref[env.forward_mask(states)], atol=1e-5)
+    # the prior functions differ between heads and from the trained trunk, and never learn
+    p0 = ens.prior_heads[0](ens.prior_trunk(x))
+    assert not torch.allclose(p0, ens.prior_heads[1](ens.prior_trunk(x)))
+    frozen = [q.detach().clone() for q in list(ens.prior_heads.parameters()) + list(ens.prior_trunk.parameters())]
+    ids = {id(q) for g in tr.optimizer.param_groups for q in g["params"]}
+    assert not any(id(q) in ids for q in list(ens.prior_heads.parameters()) + list(ens.prior_trunk.parameters()))
+    head0 = ens.heads[0].weight.detach().clone()
+    tr.train(3)
+    after = list(ens.prior_heads.parameters()) + list(ens.prior_trunk.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(frozen, after))
+    assert not torch.equal(head0, ens.heads[0].weight)
+    # no prior by default
+    tr2 = _trainer(env)
+    install_thompson(tr2, 2)
+    assert tr2.model.pf.prior_scale == 0.0 and not hasattr(tr2.model.pf, "prior_heads")
+    with pytest.raises(ValueError, match="prior"):
+        EnsemblePolicy(get_objective("tb").build_model(env).pf, 2, prior_scale=-1.0)
+
+
+def test_per_head_log_z_trains_each_head_against_its_own_log_z(monkeypatch):
+    env = HyperGrid(2, 5)
+    tr = _trainer(env, batch_size=8)
+    with torch.no_grad():
+        tr.model.log_z.value.fill_(0.7)
+    install_thompson(tr, 3, p=0.5, head_log_z=True)
+    lz, ens, obj = tr.model.log_z, tr.model.pf, tr.objective
+    assert isinstance(lz, HeadLogZ) and torch.equal(lz.values.detach(), torch.full((3,), 0.7))
+    with torch.no_grad():
+        lz.values.copy_(torch.tensor([0.0, 1.0, 5.0]))
+    assert any(lz.values is q for q in tr.optimizer.param_groups[-1]["params"])  # the log Z learning rate
+    batch = tr.sampler.sample(8)
+    fixed = torch.tensor([[True, False, False]] * 4 + [[False, True, False]] * 4)
+    monkeypatch.setattr("gfn.exploration.bootstrap_masks", lambda n, k, p, g=None, device="cpu": fixed)
+    loss = obj.loss(tr.model, batch)
+    # float64 brute force: the TB residual of each trajectory with its head's P_F and that head's log Z
+    expect = 0.0
+    for j, rows in ((0, range(4)), (1, range(4, 8))):
+        with ens.use(j):
+            log_pf = tr.model.pf_dist(batch.states).log_probs.detach().double()
+        sq = []
+        for b in rows:
+            lo, hi = int(batch.ptr[b]), int(batch.ptr[b + 1])
+            s_pf = sum(float(log_pf[k, int(batch.actions[k])]) for k in range(lo, hi))
+            pb = tr.model.pb_dist(batch.states[torch.arange(lo + 1, hi)]).log_probs.detach().double()
+            s_pb = sum(float(pb[k - lo - 1, int(batch.bwd_actions[k])]) for k in range(lo + 1, hi))
+            sq.append((float(lz.values[j]) + s_pf - float(batch.log_rewards[b]) - s_pb) ** 2)
+        expect += sum(sq) / len(sq) / 2
+    assert math.isclose(float(loss.detach()), expect, rel_tol=1e-4)
+    tr.model.zero_grad()
+    loss.backward()
+    g = lz.values.grad
+    assert float(g[0].abs()) > 0 and float(g[1].abs()) > 0 and float(g[2]) == 0.0  # head 2 drew nothing
+    assert math.isclose(float(lz(4).mean()), 2.0, rel_tol=1e-6)  # mixture: the mean
+    with ens.use(2):
+        assert torch.equal(lz(2), torch.full((2,), 5.0))
+
+
 def test_parse_flags():
-    assert parse_exploration("none") is None and parse_exploration("thompson:8") == (8, 0.5)
-    assert parse_exploration("thompson:4,0.7") == (4, 0.7)
-    for bad in ("thompson", "thompson:1", "thompson:4,0", "ucb:3", "thompson:x"):
+    assert parse_exploration("none") is None and parse_exploration("thompson:8") == (8, 0.5, 0.0, False)
+    assert parse_exploration("thompson:4,0.7") == (4, 0.7, 0.0, False)
+    assert parse_exploration("thompson:4,0.3,prior=2.5,logz=head") == (4, 0.3, 2.5, True)
+    assert parse_exploration("thompson:4,prior=1") == (4, 0.5, 1.0, False)
+    for bad in ("thompson", "thompson:1", "thompson:4,0", "ucb:3", "thompson:x", "thompson:4,prior=-1",
+                "thompson:4,logz=each", "thompson:4,scale=2", "thompson:prior=1,4", "thompson:4,0.5,0.5"):
         with pytest.raises(ValueError, match="exploration"):
             parse_exploration(bad)
     assert parse_intrinsic("none") is None and parse_intrinsic("rnd:0.5") == (0.5, "edge")
