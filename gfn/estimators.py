@@ -194,6 +194,8 @@ class GFlowNet(nn.Module):
 
     def pb_dist(self, states: States, cond: Optional[torch.Tensor] = None, h=None):
         """Backward action distribution at ``states`` (which must not be initial)."""
+        if h is None and type(self.pb) is UniformPolicy:  # ignores h: skip the trunk
+            return self.pb(None, states)
         return _call(self.pb, self.encode(states, cond) if h is None else h, states)
 
     def log_flow(self, states: States, cond: Optional[torch.Tensor] = None, h=None) -> torch.Tensor:

@@ -98,6 +98,8 @@ class PhyloTree(DiscreteEnv):
             self.bin_mats = torch.cat([mats, torch.eye(4, dtype=torch.float64, device=dev)[None]]).float()
         else:
             self.leaf_data = codes  # [n, P] uint8
+            # merge costs between single taxa: the pairwise cache of s_0
+            self.leaf_costs = ((codes[:, None] & codes[None]) == 0).float() @ self.weights.float()
         self.alpha = float(alpha)
         if reward is None:
             from gfn.envs.phylo.rewards import LikelihoodReward, ParsimonyReward
@@ -114,10 +116,10 @@ class PhyloTree(DiscreteEnv):
     def _node_data(self, states: Forest, rows: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
         """Cached data of node ids ``nodes`` (taxa or internal) in forests ``rows``."""
         n = self.n
-        leaf = self.leaf_data[nodes.clamp(max=n - 1)]
-        inner = states.data[rows, (nodes - n).clamp(min=0)]
-        is_leaf = (nodes < n).view(-1, *([1] * (leaf.dim() - 1)))
-        return torch.where(is_leaf, leaf, inner)
+        out = states.data[rows, (nodes - n).clamp(min=0)]
+        leaf = (nodes < n).nonzero().squeeze(1)
+        out[leaf] = self.leaf_data[nodes[leaf]]
+        return out
 
     def merge_data(self, left: torch.Tensor, right: torch.Tensor, m1: Optional[torch.Tensor] = None,
                    m2: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +142,9 @@ class PhyloTree(DiscreteEnv):
         return Forest(roots=torch.arange(n, device=dev).repeat(k, 1),
                       children=torch.full((k, n - 1, 2), -1, dtype=torch.long, device=dev),
                       bins=torch.full((k, n - 1, 2), -1, dtype=torch.long, device=dev),
-                      data=data, score=torch.zeros(k, n - 1, dtype=torch.float64, device=dev))
+                      data=data, score=torch.zeros(k, n - 1, dtype=torch.float64, device=dev),
+                      costs=(torch.zeros(k, 0, 0, device=dev) if self.likelihood
+                             else self.leaf_costs.repeat(k, 1, 1)))
 
     def decode(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Forward action codes -> slots ``a < c`` and bins ``b1, b2``."""
@@ -168,7 +172,31 @@ class PhyloTree(DiscreteEnv):
         out.score[rows, key] = score
         out.roots[rows, a] = self.n + key
         out.roots[rows, c] = -1
+        if not self.likelihood:
+            self._update_costs(out, rows, a, data)
+            self._set_costs(out, rows, c, torch.zeros_like(out.costs[:, 0]))
         return out
+
+    def _root_codes(self, states: Forest, rows: torch.Tensor) -> torch.Tensor:
+        """[B, n, P] Fitch sets of each slot's root (255 in empty slots: never disjoint)."""
+        B, n = len(states), self.n
+        flat_rows = rows.repeat_interleave(n)
+        codes = self._node_data(states, flat_rows, states.roots.reshape(-1).clamp(min=0)).reshape(B, n, -1)
+        codes[states.roots < 0] = 255
+        return codes
+
+    def _set_costs(self, states: Forest, rows: torch.Tensor, slot: torch.Tensor, row: torch.Tensor) -> None:
+        """Write ``row`` [B, n] as row and column ``slot`` of the pairwise cost cache (in place)."""
+        states.costs[rows, slot] = row
+        states.costs[rows, :, slot] = row
+
+    def _update_costs(self, states: Forest, rows: torch.Tensor, slot: torch.Tensor, codes: torch.Tensor) -> None:
+        """Recompute the costs of the root in ``slot`` (Fitch sets ``codes`` [B, P]) against every slot."""
+        disjoint = (self._root_codes(states, rows) & codes.unsqueeze(1)) == 0  # [B, n, P]
+        row = disjoint.float() @ self.weights.float()  # float32 is exact for these integer counts
+        row = torch.where(states.roots >= 0, row, torch.zeros_like(row))
+        row[rows, slot] = 0.0
+        self._set_costs(states, rows, slot, row)
 
     def backward_step(self, states: Forest, actions: torch.Tensor) -> Forest:
         """Split the root of the tree in slot ``actions``: its right subtree goes back to the
@@ -183,6 +211,9 @@ class PhyloTree(DiscreteEnv):
         out.bins[rows, key] = -1
         out.data[rows, key] = 0
         out.score[rows, key] = 0
+        if not self.likelihood:
+            self._update_costs(out, rows, actions, self._node_data(out, rows, kids[:, 0]))
+            self._update_costs(out, rows, key + 1, self._node_data(out, rows, kids[:, 1]))
         return out
 
     def forward_mask(self, states: Forest) -> torch.Tensor:
@@ -304,16 +335,20 @@ class PhyloTree(DiscreteEnv):
     # ------------------------------------------------------------------ policy features
     def merge_costs(self, states: Forest) -> torch.Tensor:
         """[B, pairs] Fitch mutations each merge would add (weighted count of patterns whose
-        root sets are disjoint; 0 where a slot is empty).  Parsimony reward only."""
+        root sets are disjoint; 0 where a slot is empty), read from the forest's pairwise cache
+        (``Forest.costs``, updated on every merge and split).  Parsimony reward only."""
         if self.likelihood:
             raise ValueError("merge_costs needs the parsimony reward (Fitch sets)")
-        B, n = len(states), self.n
-        rows = torch.arange(B, device=self.device).repeat_interleave(n)
-        nodes = states.roots.reshape(-1)
-        codes = self._node_data(states, rows, nodes.clamp(min=0)).reshape(B, n, -1)
-        codes = torch.where((states.roots >= 0).unsqueeze(-1), codes, torch.full_like(codes, 255))
+        return states.costs[:, self.pair_a, self.pair_c]
+
+    def merge_costs_direct(self, states: Forest) -> torch.Tensor:
+        """:meth:`merge_costs` recomputed from the roots' Fitch sets, without the cache
+        (O(pairs x patterns) per forest; a reference for tests and for forests built by hand)."""
+        if self.likelihood:
+            raise ValueError("merge_costs needs the parsimony reward (Fitch sets)")
+        codes = self._root_codes(states, torch.arange(len(states), device=self.device))
         disjoint = (codes[:, self.pair_a] & codes[:, self.pair_c]) == 0  # [B, pairs, P]
-        return disjoint.float() @ self.weights.float()  # float32 is exact for these integer counts
+        return disjoint.float() @ self.weights.float()
 
     def featurize(self, states: Forest) -> torch.Tensor:
         """Per-slot root data, flattened to [B, n * P] (Fitch codes as floats; 0 = empty slot) or
@@ -322,7 +357,7 @@ class PhyloTree(DiscreteEnv):
         rows = torch.arange(B, device=self.device).repeat_interleave(n)
         nodes = states.roots.reshape(-1)
         x = self._node_data(states, rows, nodes.clamp(min=0))
-        x = torch.where((nodes >= 0).view(-1, *([1] * (x.dim() - 1))), x, torch.zeros_like(x))
+        x[nodes < 0] = 0
         return x.reshape(B, -1).float()
 
     @property

@@ -10,10 +10,14 @@ the merges that built it:
   ``c - 1`` (node id ``n + c - 1``; taxa are node ids ``0 .. n-1``);
 * ``children[b, c - 1] = (left, right)`` (left holds the smaller taxon), ``bins`` the
   branch-length bins of those two edges, ``data`` the per-pattern Fitch sets or partial
-  likelihoods of the node and ``score`` its own contribution (mutations, or log scale factors).
+  likelihoods of the node and ``score`` its own contribution (mutations, or log scale factors);
+* ``costs[b, a, c]`` (parsimony only; ``[B, 0, 0]`` with the likelihood reward): the mutations
+  that merging the roots of slots ``a`` and ``c`` would add (0 where a slot is empty), kept up
+  to date on every merge and split so that the policy's merge-cost feature costs nothing.
 
 Absent nodes hold ``-1`` (structure) and zeros (data, score).  ``data`` and ``score`` are
-functions of the structure, cached so that a merge costs O(patterns).
+functions of the structure, cached so that a merge costs O(patterns) (O(n x patterns) with
+the pairwise ``costs``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Forest:
     bins: torch.Tensor      # [B, n-1, 2] long
     data: torch.Tensor      # [B, n-1, P] uint8 Fitch sets or [B, n-1, P, S] float partials
     score: torch.Tensor     # [B, n-1] float64
+    costs: torch.Tensor     # [B, n, n] float32 pairwise merge costs (parsimony) or [B, 0, 0]
 
     def __len__(self) -> int:
         return self.roots.shape[0]

@@ -32,6 +32,26 @@ def _mean_pool(h: torch.Tensor, occ: torch.Tensor) -> torch.Tensor:
     return (h * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
+def _unique_rows(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of a uint8 matrix [M, P] and the inverse map (``uniq[inv] == codes``).
+
+    Rows are hashed as int64 words (8 bytes at a time) against fixed random multipliers and
+    grouped by hash; the grouping is then checked row by row, and on a hash collision the exact
+    (slower) ``torch.unique(dim=0)`` is used instead, so the result is always exact."""
+    M, P = codes.shape
+    words = torch.nn.functional.pad(codes, (0, (-P) % 8)).view(torch.int64)
+    gen = torch.Generator(device="cpu").manual_seed(0x5EED)
+    mult = torch.randint(-2 ** 62, 2 ** 62, (words.shape[1],), generator=gen).to(codes.device) | 1
+    key = (words * mult).sum(-1)
+    ukey, inv = torch.unique(key, return_inverse=True)
+    first = torch.empty(ukey.numel(), dtype=torch.long, device=codes.device).scatter_(
+        0, inv, torch.arange(M, device=codes.device))
+    uniq = codes[first]
+    if not bool((uniq[inv] == codes).all()):  # a collision: fall back to the exact sort
+        return torch.unique(codes, dim=0, return_inverse=True)
+    return uniq, inv
+
+
 class RootSetEncoder(nn.Module):
     """Per-root embeddings from :meth:`PhyloTree.featurize` (see module docstring)."""
 
@@ -52,10 +72,13 @@ class RootSetEncoder(nn.Module):
         idx = occ.nonzero().squeeze(1)
         sel = flat[idx]
         if self.likelihood:
-            feats = sel.flatten(1).float()
+            emb = torch.relu(self.embed(sel.flatten(1).float()))
         else:  # one-hot Fitch sets (a dense matmul beats an embedding-bag sum of the set bits on CPU)
-            feats = ((sel.long().unsqueeze(-1) & self.bits) > 0).flatten(1).float()
-        emb = torch.relu(self.embed(feats))
+            # a root recurs in many forests of a batch (every taxon, and a node in every later
+            # state of its trajectory): embed each distinct Fitch-set row once (exact dedupe)
+            uniq, inv = _unique_rows(sel.to(torch.uint8))
+            feats = ((uniq.long().unsqueeze(-1) & self.bits) > 0).flatten(1).float()
+            emb = torch.relu(self.embed(feats))[inv]
         h = torch.zeros(N * n, emb.shape[1], dtype=emb.dtype, device=emb.device).index_copy(0, idx, emb)
         h, occ = h.reshape(N, n, -1), occ.reshape(N, n)
         w = occ.unsqueeze(-1).to(h.dtype)
@@ -87,10 +110,16 @@ class PairPolicy(nn.Module):
         occ = _occupied(states)
         u = self.u(h)
         ctx = self.v(_mean_pool(h, occ)).unsqueeze(1)
+        if env.K == 1:  # score only the pairs of occupied slots (the rest are masked): [N, pairs]
+            rows, pair = (occ[:, env.pair_a] & occ[:, env.pair_c]).nonzero(as_tuple=True)
+            f = torch.relu(u[rows, env.pair_a[pair]] + u[rows, env.pair_c[pair]] + ctx[rows, 0])
+            val = self.out(f).squeeze(-1)
+            if self.cost_scale is not None:
+                val = val - self.cost_scale * env.merge_costs(states)[rows, pair].to(val.dtype) / env.alpha
+            logit = torch.zeros(len(occ), env.n_pairs, dtype=val.dtype, device=val.device).index_put((rows, pair), val)
+            return torch.cat([logit, torch.zeros_like(logit[:, :1])], 1)
         f = torch.relu(u[:, env.pair_a] + u[:, env.pair_c] + ctx)  # [N, pairs, d]
         logit = self.out(f).squeeze(-1)
-        if self.cost_scale is not None:
-            logit = logit - self.cost_scale * env.merge_costs(states).to(logit.dtype) / env.alpha
         if env.K > 1:
             lb = self.left_bins(torch.cat([f, h[:, env.pair_a]], -1))
             rb = self.right_bins(torch.cat([f, h[:, env.pair_c]], -1))
