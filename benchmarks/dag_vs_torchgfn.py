@@ -17,12 +17,12 @@ with three substitutions made from outside: its scorer is torchgfn's ``BGeScore`
 policy is computed with torchgfn's own ``posterior_exact`` (enumerating every state's action
 probabilities and pushing the flow to the terminal states), and its final evaluation is skipped.
 The JSD against *our* exact posterior is computed here, in float64, and appended to
-``peer_curve.json`` after each evaluation (so a partial run still gives a curve); evaluation time
+``peer_s<seed>.json`` after each evaluation (so a partial run still gives a curve); evaluation time
 is excluded from the training wall and CPU times.  The torchgfn package is also named ``gfn``, so
 this mode must run in its own process with torchgfn first on the path (never import our ``gfn``).
 
 ``ours`` trains our TB with the protocol of ``docs/dag.md`` on the same data, evaluating the exact
-JSD at the same iterations (``ours_curve.json``).
+JSD at the same iterations (``ours_s<seed>.json``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import argparse
 import json
 import math
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -92,7 +94,7 @@ def peer(args) -> None:
     names = [str(i) for i in range(D)]
     df = pd.DataFrame(npz["data"], columns=names)
 
-    spec = importlib.util.spec_from_file_location("tgfn_example", args.script)
+    spec = importlib.util.spec_from_file_location("tgfn_example", _example_script(args))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
 
@@ -134,7 +136,7 @@ def peer(args) -> None:
         point = {"iteration": it, "jsd_exact": _jsd(p, q), "tv_exact": 0.5 * float(np.abs(np.exp(p) - np.exp(q)).sum()),
                  "train_wall_s": clock["wall"], "train_cpu_s": clock["cpu"], "eval_wall_s": time.perf_counter() - t0}
         curve["points"].append(point)
-        _write(out / "peer_curve.json", curve)
+        _write(out / f"peer_s{args.seed}.json", curve)
         print(json.dumps(point), flush=True)
 
     class Done(Exception):
@@ -176,7 +178,32 @@ def peer(args) -> None:
         mod.main(parser_args)
     except Done:
         pass
-    print(f"done: {out / 'peer_curve.json'}")
+    print(f"done: {out / f'peer_s{args.seed}.json'}")
+
+
+def _example_script(args) -> Path:
+    """Path of torchgfn's example script: ``--script`` if given, else extracted from ``--torchgfn-git``."""
+    if args.script:
+        path = Path(args.script)
+        if not path.is_file():
+            raise SystemExit(f"--script {path} does not exist")
+        return path
+    git_dir = Path(args.torchgfn_git)
+    if not git_dir.exists():
+        raise SystemExit(f"no torchgfn checkout at {git_dir}: clone GFNOrg/torchgfn and pass --torchgfn-git "
+                         "or --script")
+    rel = "tutorials/examples/train_bayesian_structure.py"
+    commit = subprocess.run(["git", f"--git-dir={git_dir}", "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    path = Path.home() / ".cache" / "gfn-peers" / "torchgfn_examples" / commit / "train_bayesian_structure.py"
+    if not path.is_file():
+        text = subprocess.run(["git", f"--git-dir={git_dir}", "show", f"HEAD:{rel}"], check=True,
+                              capture_output=True, text=True).stdout
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    args.script = str(path)
+    args.torchgfn_commit = commit
+    return path
 
 
 def _peer_args(mod, argv):
@@ -229,9 +256,20 @@ def ours(args) -> None:
                  name="dag5_vs_torchgfn")
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     summary = {"setting": vars(args), "argv": argv, "final": {k: result.get(k) for k in ("jsd_exact", "tv_exact")},
-               "wall_s_including_evals": wall, "cpu_s_including_evals": cpu, "result": result}
+               "wall_s_including_evals": wall, "cpu_s_including_evals": cpu, "result": result,
+               "points": _curve_from_log(out / f"ours_s{args.seed}" / "log.txt")}
     _write(out / f"ours_s{args.seed}.json", summary)
     print(json.dumps(summary["final"]), wall, cpu)
+
+
+def _curve_from_log(log: Path) -> list[dict]:
+    """The evaluations our runner logged (``step=N {json}`` lines with ``jsd_exact``), one per iteration."""
+    points: dict[int, dict] = {}
+    for line in log.read_text().splitlines():
+        m = re.search(r"step=(\d+) (\{.*\})\s*$", line)
+        if m and '"jsd_exact"' in m.group(2):
+            points[int(m.group(1))] = {"iteration": int(m.group(1)), **json.loads(m.group(2))}
+    return list(points.values())
 
 
 def main(argv=None) -> None:
@@ -243,8 +281,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--module", default="gnn_v2", choices=("gnn_v2", "gnn", "mlp"), help="torchgfn's policy")
-    ap.add_argument("--script", default="/tmp/torchgfn_dag/train_bayesian_structure.py",
-                    help="torchgfn's tutorials/examples/train_bayesian_structure.py")
+    ap.add_argument("--script", default=None,
+                    help="torchgfn's tutorials/examples/train_bayesian_structure.py (default: taken from "
+                         "--torchgfn-git at its HEAD into ~/.cache/gfn-peers/torchgfn_examples/)")
+    ap.add_argument("--torchgfn-git", default="/work/.mirror/GFNOrg+torchgfn/repo",
+                    help="a git directory of torchgfn (a bare clone or snapshot) to take the example script from")
     args = ap.parse_args(argv)
     {"export": export, "peer": peer, "ours": ours}[args.mode](args)
 
