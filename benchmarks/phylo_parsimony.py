@@ -40,6 +40,9 @@ def main(argv=None) -> dict:
     p.add_argument("--alpha", type=float, default=4.0, help="reward temperature: R = exp((C - M) / alpha)")
     p.add_argument("--cost-bias", action="store_true", help="P_F logits get -s * (mutations a merge adds) / alpha")
     p.add_argument("--local-search", default="", help="K,I (empty: off)")
+    p.add_argument("--nni", type=int, default=0,
+                   help="refine every sampled tree by NNI hill climbing (at most this many moves; 0: off) and "
+                        "train on the refined trees too (gfn.local_search.TerminalSearch)")
     p.add_argument("--ls-accept", default="deterministic", choices=("deterministic", "mh", "barker"))
     p.add_argument("--cpu-budget-s", type=float, default=600.0)
     p.add_argument("--max-iterations", type=int, default=10 ** 9)
@@ -53,7 +56,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     from gfn.envs.phylo import PhyloTree
-    from gfn.local_search import LocalSearch
+    from gfn.envs.phylo.nni import nni_refine
+    from gfn.local_search import LocalSearch, TerminalSearch
     from gfn.metrics.estimated import forward_log_weights, log_prob_estimate, log_z_from_log_weights, pearson
     from gfn.objectives import get_objective
     from gfn.trainer import Trainer, TrainerConfig
@@ -76,6 +80,10 @@ def main(argv=None) -> dict:
     if args.local_search:
         k, n_it = (int(v) for v in args.local_search.split(","))
         hooks.append(LocalSearch(k, n_it, accept=args.ls_accept, on_candidates=see))
+    search = None
+    if args.nni:
+        search = TerminalSearch(nni_refine(args.nni), on_candidates=see)
+        hooks.append(search)
     trainer = Trainer(env, model, obj, TrainerConfig(batch_size=args.batch_size, lr=args.lr, lr_log_z=args.lr_log_z,
                                                      epsilon=args.epsilon, grad_clip=10.0), batch_hooks=hooks)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -84,7 +92,7 @@ def main(argv=None) -> dict:
     while time.process_time() - cpu0 < args.cpu_budget_s and it < args.max_iterations:
         info = trainer.train_step()
         it += 1
-        see(info.batch.terminal_states)
+        see(info.batch.terminal_states)  # the sampled trees (and any refined ones the hooks added)
         if it % args.trace_every == 0:
             trace.append({"iteration": it, "cpu_s": round(time.process_time() - cpu0, 1),
                           "best_parsimony": best["parsimony"], "loss": info.loss})
@@ -100,6 +108,7 @@ def main(argv=None) -> dict:
         logp = log_prob_estimate(env, model, sub, k=args.eval_k, generator=gen)
     report = {"dataset": args.dataset, "taxa": env.n, "C": env.C, "alpha": env.alpha, "args": vars(args),
               "iterations": it, "cpu_s": cpu_train, "wall_s": wall_train, "trees_evaluated": best["n_trees"],
+              "nni_neighbours_scored": search.n_reward_calls if search is not None else 0,
               "best_parsimony_seen": best["parsimony"], "best_tree_seen": best["tree"],
               "eval_best_parsimony": float(pars.min()), "eval_mean_parsimony": float(pars.mean()),
               "pearson_logp_logr": pearson(logp, log_r[:len(sub)]), "greedy_parsimony": env.greedy_parsimony(),

@@ -7,7 +7,9 @@
 in gfnx, or the greedy tree's score on a taxon subset); FL-DB (``--objective fldb``) uses the
 partial parsimony of forests.  ``--reward likelihood``: JC69 likelihood x uniform topology
 prior x discretised Exp(10) branch lengths (``--n-bins``), so log Z is the marginal likelihood.
-``--taxa k`` keeps the first k sequences (exact metrics up to 8 taxa).
+``--taxa k`` keeps the first k sequences (exact metrics up to 8 taxa).  Parsimony only:
+``--cost-bias`` adds the merge's Fitch cost to P_F's logits; ``--nni N`` refines every sampled
+tree by NNI hill climbing (up to N moves) and trains on the refined trees as well.
 
 Writes ``<out>/metrics.json``: ``tv_exact`` etc. where enumerable; ``best_parsimony_seen``
 (over every tree sampled in training) and ``best_parsimony`` / ``mean_parsimony`` of
@@ -27,6 +29,9 @@ import torch
 from gfn import metrics
 from gfn.config import RunConfig, parse_config
 from gfn.envs.phylo import PHYLOGFN_MLL, PhyloTree
+from gfn.envs.phylo.nni import nni_refine
+from gfn.local_search import TerminalSearch
+from gfn.objectives import get_objective
 from gfn.metrics.estimated import forward_log_weights, log_prob_estimate, log_z_from_log_weights, pearson
 from gfn.runner import run
 
@@ -49,6 +54,8 @@ class PhyloConfig(RunConfig):
     eval_corr: int = field(default=100, metadata={"help": "samples whose log p-hat is estimated (correlation)"})
     eval_k: int = field(default=32, metadata={"help": "backward trajectories per log p-hat estimate"})
     exact: bool = field(default=True, metadata={"help": "exact tv/jsd where enumerable (<= 8 taxa)"})
+    cost_bias: bool = field(default=False, metadata={"help": "parsimony: P_F logits get -s * (mutations a merge adds) / alpha, s learned"})
+    nni: int = field(default=0, metadata={"help": "parsimony: refine every sampled tree by NNI hill climbing (at most this many moves) and train on the refined trees too (0: off)"})
 
 
 class BestSeen:
@@ -110,7 +117,20 @@ def main(argv=None) -> dict:
     env = PhyloTree(cfg.dataset, taxa=cfg.taxa, reward_kind=cfg.reward, alpha=cfg.alpha, C=cfg.C,
                     n_bins=cfg.n_bins, branch_rate=cfg.branch_rate, data_dir=cfg.data_dir, device=cfg.device)
     best = BestSeen(env)
-    result = run(cfg, env, make_metrics(env, cfg, best), hooks=[best], name=f"phylo-{cfg.dataset}")
+    objective = model = None
+    if cfg.cost_bias:
+        if env.likelihood:
+            raise SystemExit("--cost-bias needs --reward parsimony")
+        objective = get_objective(cfg.objective, **dict(cfg.objective_args))
+        model = objective.build_model(env, hidden=cfg.hidden, n_layers=cfg.n_layers, shared_trunk=cfg.shared_trunk,
+                                      uniform_pb=cfg.uniform_pb, cost_bias=True).to(cfg.device)
+    batch_hooks = []
+    if cfg.nni:
+        if env.likelihood:
+            raise SystemExit("--nni needs --reward parsimony")
+        batch_hooks.append(TerminalSearch(nni_refine(cfg.nni)))
+    result = run(cfg, env, make_metrics(env, cfg, best), model=model, objective=objective, hooks=[best],
+                 batch_hooks=batch_hooks, name=f"phylo-{cfg.dataset}")
     if int(os.environ.get("RANK", "0")) == 0:
         keys = ("tv_exact", "log_z_true", "best_parsimony_seen", "best_parsimony", "mean_parsimony", "pearson_logp_logr",
                 "log_z", "log_z_iw", "log_z_elbo", "ess", "reference_mll", "wall_s")

@@ -52,7 +52,7 @@ import torch
 
 from gfn.ops import lengths_to_ptr, segment_sum
 from gfn.sampler import Exploration, Sampler
-from gfn.states import batch_cat, batch_index
+from gfn.states import batch_cat, batch_index, batch_len
 from gfn.trajectories import TrajectoryBatch
 
 #: acceptance rule: (log_r_old, log_r_new, log_pf_old, log_pb_old, log_pf_new, log_pb_new,
@@ -249,6 +249,50 @@ class LocalSearch:
         out.info = dict(batch.info)
         out.info["ls_acceptance_rate"] = rate
         out.info["ls_reward_calls"] = self.n_reward_calls
+        return out
+
+
+class TerminalSearch:
+    """Batch hook ``(trainer, batch) -> batch`` that refines the sampled objects with a
+    domain-specific search in the space of terminal objects (for trees: NNI hill climbing,
+    :func:`gfn.envs.phylo.nni.nni_hill_climb`), then trains on trajectories to the refined objects
+    sampled backward with P_B, next to the sampled ones (``train_on="both"``) or alone
+    (``"refined"``).
+
+    ``refine(env, states) -> (refined states, n_reward_calls)`` must return terminal states of
+    the same batch size.  Unlike :class:`LocalSearch` the move is not a Markov chain with a known
+    proposal ratio: it is a greedy improvement, so the trained-on objects are biased towards high
+    reward (as with a reward-prioritised replay buffer).  ``on_candidates(states, log_rewards)``
+    sees the refined objects.  ``n_reward_calls`` counts the objects ``refine`` scored."""
+
+    def __init__(self, refine: Callable, train_on: str = "both", on_candidates: Optional[Callable] = None):
+        if train_on not in ("both", "refined"):
+            raise ValueError(f"train_on must be 'both' or 'refined', got {train_on!r}")
+        self.refine, self.train_on, self.on_candidates = refine, train_on, on_candidates
+        self.n_reward_calls = 0
+
+    def state_dict(self) -> dict:
+        """The reward-call counter (saved with checkpoints)."""
+        return {"n_reward_calls": self.n_reward_calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        self.n_reward_calls = int(state["n_reward_calls"])
+
+    def __call__(self, trainer, batch: TrajectoryBatch) -> TrajectoryBatch:
+        with torch.no_grad():
+            x, calls = self.refine(trainer.env, batch.terminal_states)
+        if batch_len(x) != batch.batch_size:
+            raise ValueError(f"TerminalSearch: refine returned {batch_len(x)} objects for {batch.batch_size}")
+        self.n_reward_calls += int(calls)
+        refined = trainer.sampler.sample_backward(x, cond=batch.cond)
+        if self.on_candidates is not None:
+            self.on_candidates(refined.terminal_states, refined.log_rewards)
+        improved = float((refined.log_rewards > batch.log_rewards).float().mean())
+        out = refined if self.train_on == "refined" else TrajectoryBatch.cat([batch.with_(log_pf=None), refined])
+        out.info = dict(batch.info)
+        out.info["search_improved_fraction"] = improved
+        out.info["search_reward_calls"] = self.n_reward_calls
         return out
 
 
