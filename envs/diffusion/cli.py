@@ -40,6 +40,9 @@ def parse(argv=None, prog=None) -> argparse.Namespace:
     p.add_argument("--local-search", action="store_true")
     p.add_argument("--langevin", action="store_true")
     p.add_argument("--learn-variance", action="store_true")
+    p.add_argument("--rescore-log-pf", action="store_true",
+                   help="forward iterations recompute log P_F in a second pass instead of keeping the rollout's "
+                        "(DiffusionConfig.keep_log_pf=False; same loss, slower)")
     p.add_argument("--iterations", type=int, default=25000)
     p.add_argument("--batch-size", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -103,7 +106,7 @@ def main(argv=None, prog=None) -> dict:
         exploration_decay=args.exploration_decay, local_search=args.local_search, ls_cycle=args.ls_cycle,
         ls_steps=args.ls_steps, ls_burn_in=args.ls_burn_in, ls_step_size=args.ls_step_size,
         buffer_size=args.buffer_size, rank_weight=args.rank_weight, subtb_lambda=args.subtb_lambda,
-        seed=args.seed)
+        keep_log_pf=not args.rescore_log_pf, seed=args.seed)
     for k in ("eval_samples",):
         if getattr(args, k) < 2:
             raise SystemExit(f"--{k.replace('_', '-')} must be >= 2")
