@@ -72,9 +72,10 @@ register_env("dag", DAGEnv)
 __all__ += ["DAGEnv"]
 
 # phylogenetic trees (issue 22)
-from gfn.envs.phylo import PhyloTree  # noqa: E402
+from gfn.envs.phylo import PhyloTree, PhyloTreeContinuous  # noqa: E402
 register_env("phylo", PhyloTree)
-__all__ += ["PhyloTree"]
+register_env("phylo_continuous", PhyloTreeContinuous)
+__all__ += ["PhyloTree", "PhyloTreeContinuous"]
 
 # multi-objective tasks (issue 20)
 from gfn.envs.multiobjective import BraninCurrin, NGrams, TFBind8Multi  # noqa: E402

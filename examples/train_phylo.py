@@ -6,7 +6,9 @@
 ``--reward parsimony``: R = exp((C - M(T)) / alpha) (Fitch score M; alpha 4, C per dataset as
 in gfnx, or the greedy tree's score on a taxon subset); FL-DB (``--objective fldb``) uses the
 partial parsimony of forests.  ``--reward likelihood``: JC69 likelihood x uniform topology
-prior x discretised Exp(10) branch lengths (``--n-bins``), so log Z is the marginal likelihood.
+prior x discretised Exp(10) branch lengths (``--n-bins``), so log Z is the marginal likelihood;
+``--branch-lengths continuous`` samples the lengths from a learned log-normal mixture instead
+(:class:`~gfn.envs.phylo.continuous.PhyloTreeContinuous`, the Exp(10) density in the reward).
 ``--taxa k`` keeps the first k sequences (exact metrics up to 8 taxa).  Parsimony only:
 ``--cost-bias`` adds the merge's Fitch cost to P_F's logits; ``--nni N`` refines every sampled
 tree by NNI hill climbing (up to N moves) and trains on the refined trees as well.
@@ -28,7 +30,7 @@ import torch
 
 from gfn import metrics
 from gfn.config import RunConfig, parse_config
-from gfn.envs.phylo import PHYLOGFN_MLL, PhyloTree
+from gfn.envs.phylo import PHYLOGFN_MLL, PhyloTree, PhyloTreeContinuous
 from gfn.envs.phylo.nni import nni_refine
 from gfn.local_search import TerminalSearch
 from gfn.objectives import get_objective
@@ -46,6 +48,8 @@ class PhyloConfig(RunConfig):
     alpha: float = field(default=4.0, metadata={"help": "parsimony temperature"})
     C: float = field(default=float("nan"), metadata={"help": "parsimony offset (default: gfnx's, or the greedy tree's score on subsets)"})
     n_bins: int = field(default=8, metadata={"help": "likelihood: branch-length bins (equal-mass bins of Exp(rate))"})
+    branch_lengths: str = field(default="bins", metadata={"help": "likelihood: discretised (bins) or continuous branch lengths (log-normal mixture head)", "choices": ("bins", "continuous")})
+    n_components: int = field(default=4, metadata={"help": "continuous branch lengths: log-normal components per edge"})
     branch_rate: float = field(default=10.0, metadata={"help": "likelihood: rate of the Exp branch-length prior"})
     data_dir: str = field(default="", metadata={"help": "data root holding phylo/ (default: $GFN_DATA_DIR)"})
     hidden: int = field(default=128, metadata={"help": "width of the root encoder"})
@@ -114,8 +118,14 @@ def make_metrics(env: PhyloTree, cfg: PhyloConfig, best: BestSeen):
 
 def main(argv=None) -> dict:
     cfg = parse_config(PhyloConfig, argv, description=__doc__.split("\n")[0])
-    env = PhyloTree(cfg.dataset, taxa=cfg.taxa, reward_kind=cfg.reward, alpha=cfg.alpha, C=cfg.C,
-                    n_bins=cfg.n_bins, branch_rate=cfg.branch_rate, data_dir=cfg.data_dir, device=cfg.device)
+    if cfg.branch_lengths == "continuous":
+        if cfg.reward != "likelihood":
+            raise SystemExit("--branch-lengths continuous needs --reward likelihood")
+        env = PhyloTreeContinuous(cfg.dataset, taxa=cfg.taxa, branch_rate=cfg.branch_rate,
+                                  n_components=cfg.n_components, data_dir=cfg.data_dir, device=cfg.device)
+    else:
+        env = PhyloTree(cfg.dataset, taxa=cfg.taxa, reward_kind=cfg.reward, alpha=cfg.alpha, C=cfg.C,
+                        n_bins=cfg.n_bins, branch_rate=cfg.branch_rate, data_dir=cfg.data_dir, device=cfg.device)
     best = BestSeen(env)
     objective = model = None
     if cfg.cost_bias:
