@@ -5,7 +5,6 @@ likelihood (3 and 4 taxa), plus training wiring (TB, VarGrad) and the example fl
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -159,7 +158,8 @@ def test_contract_step_backward_masks(tmp_path, n_taxa):
         # one by one == batched (data caches included)
         one = [env.step(s.index(torch.tensor([i])), a[i:i + 1]) for i in range(B)]
         joined = type(child).cat(one)
-        assert joined.equal(child) and torch.allclose(joined.data, child.data) and torch.equal(joined.score, child.score)
+        assert joined.equal(child) and torch.allclose(joined.data, child.data)
+        assert torch.equal(joined.score, child.score)
         # backward undoes the step, with the backward move of the step and with a sampled split
         back = env.apply(child, env.backward_action(s, a), backward=True)
         assert back.equal(s) and torch.allclose(back.data, s.data)

@@ -250,6 +250,7 @@ class PhyloTreeContinuous(ContinuousEnv):
 
     @property
     def feature_dim(self) -> int:
+        """n slots x P patterns x 4 partials."""
         return self.base.feature_dim
 
     # ------------------------------------------------------------------ policies
@@ -271,9 +272,11 @@ class ExpTransform:
     """``u in R -> t = exp(u)`` (per coordinate); ``log |du/dt| = -log t``."""
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Lengths from log-lengths."""
         return torch.exp(u)
 
     def inverse(self, t: torch.Tensor):
+        """(log t, log |du/dt| summed over coordinates)."""
         lt = torch.log(t)
         return lt, -lt.sum(-1)
 
@@ -368,6 +371,7 @@ class MergeFamily:
         self.env = env
 
     def __call__(self, params, states: LengthForest) -> WithExit:
+        """The fixed distribution at ``states`` (``params`` is ignored)."""
         env = self.env
         zeros = torch.zeros(len(states), env.n_pairs, device=env.device)
 
@@ -387,6 +391,7 @@ class SplitFamily:
         self.env = env
 
     def __call__(self, params, states: LengthForest) -> SplitDist:
+        """Uniform split distribution at ``states``."""
         return SplitDist(self.env, states)
 
 
