@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from gfn.check_base import CheckReport, _fmt, _guard, _initial_states, _rows_equal, _same
+from gfn.check_base import CheckReport, _fmt, _guard, _initial_states, _rows_same, _same
 from gfn.check_batched import check_batched_continuous
 from gfn.env import ContinuousEnv
 from gfn.states import batch_cat, batch_index, batch_len
@@ -164,8 +164,9 @@ def _check_continuous_children(env: ContinuousEnv, r: CheckReport, parents, a, c
     _check_policy_log_prob(env, r, children, b, backward=True)
     back = _guard(r, "apply (validated backward_step) on the move that undoes a step", env.apply, children, b, True)
     r.checks_run += 1
-    if back is not None and not _rows_equal(back, parents).all():
-        i = int((~_rows_equal(back, parents)).nonzero()[0, 0])
+    same = _rows_same(back, parents) if back is not None else None
+    if same is not None and not same.all():
+        i = int((~same).nonzero()[0, 0])
         r.add(f"backward_step does not invert step (beyond 1e-5): {_fmt(parents, i)} --{a[i].tolist()}--> "
               f"{_fmt(children, i)} --backward {b[i].tolist()}--> {_fmt(back, i)}")
 
@@ -190,8 +191,9 @@ def _check_continuous_backward(env: ContinuousEnv, r: CheckReport, states, gen) 
     _check_policy_log_prob(env, r, parents, fa, backward=False)
     redo = _guard(r, "apply (validated step) after backward_step", env.apply, parents, fa)
     r.checks_run += 1
-    if redo is not None and not _rows_equal(redo, states).all():
-        i = int((~_rows_equal(redo, states)).nonzero()[0, 0])
+    same = _rows_same(redo, states) if redo is not None else None
+    if same is not None and not same.all():
+        i = int((~same).nonzero()[0, 0])
         r.add(f"step does not invert backward_step: {_fmt(states, i)} --backward {b[i].tolist()}--> "
               f"{_fmt(parents, i)} --{fa[i].tolist()}--> {_fmt(redo, i)}")
 
@@ -213,12 +215,17 @@ def _check_continuous_walks(env: ContinuousEnv, r: CheckReport, states, max_step
         stepped = _guard(r, "apply (validated backward_step) in a backward walk", env.apply, sub, b, True)
         if stepped is None:
             return
-        cur[go] = stepped
+        if torch.is_tensor(cur):
+            cur[go] = stepped
+        else:  # container states (e.g. forests): reassemble the batch in its original order
+            stay = init.nonzero().squeeze(1)
+            order = torch.argsort(torch.cat([stay, go]))
+            cur = batch_index(batch_cat([batch_index(cur, stay), stepped]), order)
     else:
         r.add(f"backward walks did not reach the initial state within {max_steps} steps")
         return
     r.checks_run += 1
-    s0 = env.initial_states(batch_len(cur))
-    if not _rows_equal(cur, s0).all():
-        i = int((~_rows_equal(cur, s0)).nonzero()[0, 0])
+    same = _rows_same(cur, env.initial_states(batch_len(cur)))
+    if same is not None and not same.all():
+        i = int((~same).nonzero()[0, 0])
         r.add(f"a backward walk ended at {_fmt(cur, i)}, which has no parent but is not the initial state")

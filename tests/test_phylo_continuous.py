@@ -252,3 +252,12 @@ def test_example_script_continuous_flag(data_dir, tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         train_phylo.main(["--taxa", "4", "--branch-lengths", "continuous", "--data-dir", str(data_dir),
                           "--out", str(tmp_path / "bad"), "--no-progress"])  # parsimony reward
+
+
+def test_check_env_passes_on_forest_states(tmp_path):
+    """gfn.check_env's continuous suite compares and reassembles non-tensor (forest) states."""
+    import gfn
+
+    report = gfn.check_env(make_env(tmp_path, n_taxa=4))
+    assert report.ok, str(report)
+    assert report.checks_run > 50
