@@ -2,9 +2,10 @@
 
 * :mod:`.targets` -- benchmark targets (``make_target``: gmm9, gmm25, gmm40, funnel, manywell) and
   ``EnergyTarget`` for any differentiable energy.
-* :mod:`.env` -- :class:`DiffusionEnv`: forward Gaussian kernels, the Brownian-bridge backward kernel.
+* :mod:`.env` -- :class:`DiffusionEnv`: forward Gaussian kernels, the Brownian-bridge (default) or
+  variance-preserving backward kernel.
 * :mod:`.policy` -- :class:`DiffusionPolicy`: time-embedded drift (+ Langevin term, learned variance,
-  log-flow head).
+  log-flow head, learned backward mean/variance corrections).
 * :mod:`.sampler` -- batched rollouts and path scoring.
 * :mod:`.local_search` -- parallel MALA and the rank-prioritised buffer.
 * :mod:`.trainer` -- :class:`DiffusionTrainer` (TB, VarGrad, DB, SubTB, FL-SubTB, PIS; exploration,
@@ -21,7 +22,7 @@ from typing import Optional
 
 from .env import DiffusionEnv, gaussian_log_prob
 from .policy import DiffusionPolicy
-from .sampler import rollout, score_path
+from .sampler import log_pb, rollout, sample_backward, score_path
 from .targets import EnergyTarget, Target, make_target
 from .trainer import DiffusionConfig, DiffusionTrainer
 
@@ -36,22 +37,27 @@ def default_sigma(target: Target) -> float:
 
 def build(target, steps: int = 100, sigma: Optional[float] = None, dim: Optional[int] = None,
           hidden: int = 64, harmonics: int = 64, joint_layers: int = 2, langevin: bool = False,
-          learn_variance: bool = False, config: Optional[DiffusionConfig] = None) -> DiffusionTrainer:
+          learn_variance: bool = False, config: Optional[DiffusionConfig] = None, backward: str = "bridge",
+          beta_min: float = 0.1, beta_max: float = 20.0, learn_backward: bool = False,
+          pb_scale_range: float = 0.1) -> DiffusionTrainer:
     """Env, policy and trainer for ``target`` (a name for :func:`make_target` or a ``Target``).
-    The policy's parameters are initialised from ``config.seed``."""
+    ``backward``: ``"bridge"`` or ``"vp"`` (:class:`DiffusionEnv`); ``learn_backward``: learned
+    backward mean/variance corrections within ``1 +- pb_scale_range``.  The policy's parameters
+    are initialised from ``config.seed``."""
     import torch
 
     if isinstance(target, str):
         target = make_target(target, dim)
     config = config or DiffusionConfig()
     sigma = default_sigma(target) if sigma is None else sigma
-    env = DiffusionEnv(target.log_reward, target.dim, steps, sigma, log_z=target.log_z, target=target)
+    env = DiffusionEnv(target.log_reward, target.dim, steps, sigma, log_z=target.log_z, target=target,
+                       backward=backward, beta_min=beta_min, beta_max=beta_max)
     torch.manual_seed(config.seed)
     policy = DiffusionPolicy(target.dim, steps, hidden, harmonics, joint_layers, langevin=langevin,
-                             learn_variance=learn_variance,
-                             flow=config.objective in ("db", "subtb", "fl-subtb"))
+                             learn_variance=learn_variance, learn_backward=learn_backward,
+                             pb_scale_range=pb_scale_range, flow=config.objective in ("db", "subtb", "fl-subtb"))
     return DiffusionTrainer(env, policy, config)
 
 
 __all__ = ["DiffusionEnv", "DiffusionPolicy", "DiffusionConfig", "DiffusionTrainer", "EnergyTarget", "Target",
-           "make_target", "rollout", "score_path", "gaussian_log_prob", "build", "default_sigma", "T_SCALE"]
+           "make_target", "rollout", "score_path", "log_pb", "sample_backward", "gaussian_log_prob", "build", "default_sigma", "T_SCALE"]

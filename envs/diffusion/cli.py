@@ -6,7 +6,9 @@ Trains a diffusion sampler (GFlowNet over (x, t)) on an unnormalised density and
         --iterations 25000 --batch-size 300 --seed 0 --json-out runs/tb.json --out runs/tb
 
 Objectives ``tb | vargrad | subtb | fl-subtb | db | pis``; ``--langevin`` (Langevin parametrisation),
-``--learn-variance`` (learned forward variance), ``--exploration F`` (extra forward std decaying to
+``--learn-variance`` (learned forward variance), ``--backward vp`` (variance-preserving reference
+process instead of the Brownian bridge), ``--learn-backward`` (learned backward mean/variance),
+``--exploration F`` (extra forward std decaying to
 0), ``--local-search`` (MALA + rank buffer, alternating backward trajectories).  The defaults of
 every option are Sendera et al. 2024's (GFNOrg/gfn-diffusion); their full protocol is 25,000
 iterations of batch 300 at T = 100.  Writes one JSON object (``--json-out``) with
@@ -40,6 +42,14 @@ def parse(argv=None, prog=None) -> argparse.Namespace:
     p.add_argument("--local-search", action="store_true")
     p.add_argument("--langevin", action="store_true")
     p.add_argument("--learn-variance", action="store_true")
+    p.add_argument("--backward", default="bridge", choices=["bridge", "vp"],
+                   help="reference backward process: Brownian bridge (default) or variance-preserving (DDS)")
+    p.add_argument("--beta-min", type=float, default=0.1, help="VP noise schedule at the data end")
+    p.add_argument("--beta-max", type=float, default=20.0, help="VP noise schedule at the noise end")
+    p.add_argument("--learn-backward", action="store_true",
+                   help="learned backward mean/variance corrections (authors' --learn_pb)")
+    p.add_argument("--pb-scale-range", type=float, default=0.1)
+    p.add_argument("--lr-back", type=float, default=None, help="backward head learning rate (default --lr)")
     p.add_argument("--rescore-log-pf", action="store_true",
                    help="forward iterations recompute log P_F in a second pass instead of keeping the rollout's "
                         "(DiffusionConfig.keep_log_pf=False; same loss, slower)")
@@ -102,7 +112,7 @@ def main(argv=None, prog=None) -> dict:
 
     cfg = DiffusionConfig(
         objective=args.objective, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
-        lr_log_z=args.lr_log_z, lr_flow=args.lr_flow, exploration=args.exploration,
+        lr_log_z=args.lr_log_z, lr_flow=args.lr_flow, lr_back=args.lr_back, exploration=args.exploration,
         exploration_decay=args.exploration_decay, local_search=args.local_search, ls_cycle=args.ls_cycle,
         ls_steps=args.ls_steps, ls_burn_in=args.ls_burn_in, ls_step_size=args.ls_step_size,
         buffer_size=args.buffer_size, rank_weight=args.rank_weight, subtb_lambda=args.subtb_lambda,
@@ -113,7 +123,9 @@ def main(argv=None, prog=None) -> dict:
     torch.manual_seed(args.seed)
     trainer = build(args.target, steps=args.steps, sigma=args.sigma, dim=args.dim, hidden=args.hidden,
                     harmonics=args.harmonics, joint_layers=args.joint_layers, langevin=args.langevin,
-                    learn_variance=args.learn_variance, config=cfg)
+                    learn_variance=args.learn_variance, config=cfg, backward=args.backward,
+                    beta_min=args.beta_min, beta_max=args.beta_max, learn_backward=args.learn_backward,
+                    pb_scale_range=args.pb_scale_range)
     writer = None
     if args.out:
         os.makedirs(args.out, exist_ok=True)

@@ -10,6 +10,10 @@ Linear`` acts on their sum and its zero-initialised last layer outputs the drift
 ``lgv_layers`` layers, zero-initialised, scalar unless ``lgv_per_dim``).  The network output is
 clipped to ``+-clip``.  ``log_z`` is a scalar parameter (its own learning rate in the trainer);
 with ``flow=True`` a second joint MLP gives the per-step log-flow for DB / SubTB / FL-SubTB.
+With ``learn_backward`` (the authors' ``--learn_pb``) a third zero-initialised joint MLP on the same
+state and time embeddings outputs the backward kernel's corrections ``1 + pb_scale_range *
+tanh(.)`` to its mean shift and variance (:meth:`backward_correction`; 1 at initialisation, so the
+learned kernel starts as the fixed one).
 
 The time embeddings of all T + 1 times are computed once per call of :meth:`time_embeddings`, and
 :meth:`drift` accepts states at mixed steps, so a whole ``(B, T, d)`` tensor of trajectory states
@@ -58,7 +62,7 @@ class DiffusionPolicy(nn.Module):
     def __init__(self, dim: int, steps: int, hidden: int = 64, harmonics: int = 64, joint_layers: int = 2,
                  langevin: bool = False, learn_variance: bool = False, log_var_range: float = 4.0,
                  clip: float = 1e4, lgv_clip: float = 1e2, lgv_layers: int = 3, lgv_per_dim: bool = False,
-                 flow: bool = False):
+                 flow: bool = False, learn_backward: bool = False, pb_scale_range: float = 0.1):
         super().__init__()
         if hidden < 1 or harmonics < 1 or joint_layers < 0:
             raise ValueError("hidden and harmonics must be >= 1 and joint_layers >= 0")
@@ -75,6 +79,11 @@ class DiffusionPolicy(nn.Module):
             for _ in range(lgv_layers - 1):
                 mods += [nn.GELU(), nn.Linear(hidden, hidden)]
             self.lgv_model = _zero_last(nn.Sequential(*mods, nn.GELU(), nn.Linear(hidden, dim if lgv_per_dim else 1)))
+        if not 0.0 < pb_scale_range < 1.0:
+            raise ValueError(f"pb_scale_range must be in (0, 1) (variance scale 1 +- range), got {pb_scale_range!r}")
+        self.learn_backward, self.pb_scale_range = bool(learn_backward), float(pb_scale_range)
+        if learn_backward:
+            self.back_joint = _joint(hidden, joint_layers, 2 * dim)
         self.has_flow = bool(flow)
         if flow:
             self.flow_s = nn.Linear(dim, hidden)
@@ -105,18 +114,32 @@ class DiffusionPolicy(nn.Module):
             log_var = torch.zeros_like(f)
         return f, log_var
 
+    def backward_correction(self, x: torch.Tensor, step, emb: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean_scale, var_scale)`` of the learned backward kernel from state ``x = x_{i+1}`` at
+        step index ``step = i + 1``, each ``1 + pb_scale_range * tanh(.)`` (needs ``learn_backward``)."""
+        if not self.learn_backward:
+            raise ValueError("this policy was built without a backward head (learn_backward=False)")
+        h = torch.tanh(self.back_joint(self.s_model(x) + emb["t"][step])) * self.pb_scale_range
+        return 1.0 + h[..., : self.dim], 1.0 + h[..., self.dim:]
+
     def log_flow(self, x: torch.Tensor, step, emb: dict) -> torch.Tensor:
         """Learned log-flow ``(...,)`` at states ``x`` and steps ``step`` (needs ``flow=True``)."""
         if not self.has_flow:
             raise ValueError("this policy was built without a flow head (flow=False)")
         return self.flow_joint(self.flow_s(x) + emb["t"][step]).squeeze(-1)
 
-    def param_groups(self, lr: float, lr_log_z: float, lr_flow: Optional[float] = None) -> list:
+    def param_groups(self, lr: float, lr_log_z: float, lr_flow: Optional[float] = None,
+                     lr_back: Optional[float] = None) -> list:
         """Adam parameter groups: the policy at ``lr``, log Z at ``lr_log_z``, the flow head at
-        ``lr_flow`` (default ``lr_log_z``), as in Sendera et al.'s optimiser."""
+        ``lr_flow`` (default ``lr_log_z``), the backward head at ``lr_back`` (default ``lr``), as in
+        Sendera et al.'s optimiser."""
         flow = [p for n, p in self.named_parameters() if n.startswith("flow_")]
-        rest = [p for n, p in self.named_parameters() if not n.startswith("flow_") and n != "log_z"]
+        back = [p for n, p in self.named_parameters() if n.startswith("back_")]
+        rest = [p for n, p in self.named_parameters()
+                if not n.startswith(("flow_", "back_")) and n != "log_z"]
         groups = [{"params": rest, "lr": lr}, {"params": [self.log_z], "lr": lr_log_z}]
         if flow:
             groups.append({"params": flow, "lr": lr_log_z if lr_flow is None else lr_flow})
+        if back:
+            groups.append({"params": back, "lr": lr if lr_back is None else lr_back})
         return groups

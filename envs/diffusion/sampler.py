@@ -10,7 +10,12 @@
   standard deviation per step in quadrature (``std^2 + exploration^2``, as in Sendera et al.); the
   returned log P_F is always under the policy without the extra noise.
 * :func:`score_path`: ``(log_pf (B, T), log_pb (B, T))`` of given trajectories ``(B, T+1, d)``
-  with one network pass over all ``B * T`` states.
+  with one network pass over all ``B * T`` states (and one more for a learned backward kernel).
+* :func:`log_pb` and :func:`sample_backward`: the backward kernel of the env, with the policy's
+  learned corrections when it has them.
+
+Kernel coefficients come from the env (:meth:`DiffusionEnv.forward_params`,
+:meth:`DiffusionEnv.bridge_params`), so the Brownian-bridge and VP reference processes share this code.
 """
 
 from __future__ import annotations
@@ -23,8 +28,27 @@ import torch
 from .env import DiffusionEnv, gaussian_log_prob
 
 
-def _step_log_std(env: DiffusionEnv, log_var: torch.Tensor) -> torch.Tensor:
-    return 0.5 * log_var + math.log(env.sigma * math.sqrt(env.dt))
+def log_pb(env: DiffusionEnv, policy, xs: torch.Tensor, emb: Optional[dict] = None) -> torch.Tensor:
+    """``(B, T)`` backward log-probabilities of ``xs (B, T+1, d)``: the env's fixed kernel, or the
+    policy's learned one (one batched pass over ``x_2..x_T``; graph kept to the backward head)."""
+    if not getattr(policy, "learn_backward", False):
+        return env.log_pb_steps(xs)
+    emb = policy.time_embeddings() if emb is None else emb
+    B, T1, _ = xs.shape
+    steps = torch.arange(2, T1, device=xs.device)[None, :].expand(B, T1 - 2)
+    mean_scale, var_scale = policy.backward_correction(xs[:, 2:], steps, emb)
+    return env.log_pb_steps(xs, mean_scale, var_scale)
+
+
+def sample_backward(env: DiffusionEnv, policy, x: torch.Tensor,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Backward trajectories ``(n, T+1, d)`` ending at ``x``, from the env's kernel or the policy's
+    learned one (no gradient; score them with :func:`score_path`)."""
+    if not getattr(policy, "learn_backward", False):
+        return env.sample_backward(x, generator)
+    with torch.no_grad():
+        emb = policy.time_embeddings()
+        return env.sample_backward(x, generator, lambda xn, step: policy.backward_correction(xn, step, emb))
 
 
 def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generator] = None,
@@ -39,6 +63,8 @@ def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generat
     dev = policy.log_z.device
     dtype = policy.log_z.dtype
     ctx = torch.enable_grad() if (grad or keep) else torch.no_grad()
+    coef, base_log_std = env.forward_params(torch.float64)
+    coef, base_log_std = coef.tolist(), base_log_std.tolist()
     with ctx:
         emb = policy.time_embeddings()
         eps = torch.randn(n, T, d, generator=generator, dtype=dtype, device=dev)
@@ -50,8 +76,8 @@ def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generat
             if g is not None:
                 grads.append(g)
             f, log_var = policy.drift(x, i, emb, g)
-            log_std = _step_log_std(env, log_var)
-            mean = x + f * env.dt
+            log_std = 0.5 * log_var + base_log_std[i]
+            mean = (x if coef[i] == 1.0 else x * coef[i]) + f * env.dt
             if extra > 0:
                 std_s = torch.sqrt(torch.exp(2 * log_std) + extra)
                 x_new = mean.detach() + std_s.detach() * eps[:, i]
@@ -67,9 +93,9 @@ def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generat
             x = x_new
             xs.append(x)
         xs = torch.stack(xs, 1)
-        log_pb = env.log_pb_steps(xs)
+        lpb = log_pb(env, policy, xs, emb)
         log_r = env.log_reward(xs[:, -1])
-    out = {"xs": xs, "log_pf": torch.stack(lpf, 1), "log_pb": log_pb, "log_r": log_r}
+    out = {"xs": xs, "log_pf": torch.stack(lpf, 1), "log_pb": lpb, "log_r": log_r}
     if keep:
         out["emb"] = emb
     if grads:  # grad log R at x_0..x_{T-1}, reused by score_path (no second gradient pass)
@@ -91,6 +117,9 @@ def score_path(env: DiffusionEnv, policy, xs: torch.Tensor, emb: Optional[dict] 
     if policy.langevin and grad_log_r is None:
         grad_log_r = env.grad_log_reward(x.reshape(B * T, d)).reshape(B, T, d)
     f, log_var = policy.drift(x, steps, emb, grad_log_r)
-    log_std = _step_log_std(env, log_var)
-    log_pf = gaussian_log_prob(xs[:, 1:].detach(), x + f * env.dt, log_std)
-    return log_pf, env.log_pb_steps(xs.detach())
+    coef, base_log_std = env.forward_params(xs.dtype)
+    coef, base_log_std = coef.to(xs.device)[None, :, None], base_log_std.to(xs.device)[None, :, None]
+    log_std = 0.5 * log_var + base_log_std
+    mean = x + f * env.dt if env.backward == "bridge" else x * coef + f * env.dt
+    log_pf = gaussian_log_prob(xs[:, 1:].detach(), mean, log_std)
+    return log_pf, log_pb(env, policy, xs.detach(), emb)

@@ -22,8 +22,10 @@ Protocol options follow Sendera et al. 2024 (GFNOrg/gfn-diffusion):
   give the same losses and gradients (float64, tests/test_diffusion_keep.py; in float32 they differ
   by rounding), and keeping is ~10 % less CPU time at 25GMM T = 100, B = 300, so it is the default.
   Backward (local-search) iterations always re-score.
-* learning rates: policy ``lr`` 1e-3, log Z ``lr_log_z`` 1e-1 (TB / VarGrad) and the flow head
-  ``lr_flow`` 1e-2 (DB / SubTB / FL-SubTB).
+* learning rates: policy ``lr`` 1e-3, log Z ``lr_log_z`` 1e-1 (TB / VarGrad), the flow head
+  ``lr_flow`` 1e-2 (DB / SubTB / FL-SubTB) and a learned backward kernel's head ``lr_back``
+  (default ``lr``, the authors' ``--lr_back 1e-3``).  A learned backward kernel is trained by the
+  same loss (its log P_B enters TB / VarGrad / DB / SubTB; gradient through ``log_pb``).
 
 :meth:`DiffusionTrainer.evaluate` gives ``log_z_elbo``, ``log_z_iw``, ``ess`` from forward samples
 (:func:`gfn.metrics.estimated.log_z_from_log_weights`), ``log_z_eubo`` from backward trajectories of
@@ -45,7 +47,7 @@ from gfn.objectives import diffusion as obj
 from .env import DiffusionEnv
 from .local_search import RankBuffer, mala
 from .policy import DiffusionPolicy
-from .sampler import rollout, score_path
+from .sampler import rollout, sample_backward, score_path
 
 
 @dataclass
@@ -58,6 +60,7 @@ class DiffusionConfig:
     lr: float = 1e-3
     lr_log_z: Optional[float] = None  # 1e-1 for tb/vargrad/pis; 1e-2 for db/subtb/fl-subtb
     lr_flow: float = 1e-2
+    lr_back: Optional[float] = None
     exploration: float = 0.0
     exploration_decay: Optional[int] = None
     local_search: bool = False
@@ -97,7 +100,7 @@ class DiffusionTrainer:
         lr_z = config.lr_log_z
         if lr_z is None:
             lr_z = 1e-2 if config.objective in ("db", "subtb", "fl-subtb") else 1e-1
-        self.opt = torch.optim.Adam(policy.param_groups(config.lr, lr_z, config.lr_flow), lr=config.lr)
+        self.opt = torch.optim.Adam(policy.param_groups(config.lr, lr_z, config.lr_flow, config.lr_back), lr=config.lr)
         self.gen = torch.Generator().manual_seed(config.seed)
         self.coef = obj.subtb_coefficients(env.steps, config.subtb_lambda) \
             if config.objective in ("subtb", "fl-subtb") else None
@@ -154,7 +157,7 @@ class DiffusionTrainer:
                 self.buffer_ls.add(res.x, res.log_r)
             self.last_ls = {"ls_accept_rate": res.accept_rate, "ls_step_size": res.step_size}
         x, log_r = self.buffer_ls.sample(cfg.batch_size, self.gen)
-        xs = self.env.sample_backward(x.to(self.policy.log_z.dtype), self.gen)
+        xs = sample_backward(self.env, self.policy, x.to(self.policy.log_z.dtype), self.gen)
         emb = self.policy.time_embeddings()
         log_pf, log_pb = score_path(self.env, self.policy, xs, emb)
         return self._loss(log_pf, log_pb, self.env.log_reward(xs[:, -1]).detach(), xs, emb)
@@ -215,7 +218,7 @@ class DiffusionTrainer:
         if exact is not None:
             exact = exact.to(out["xs"].dtype)
             with torch.no_grad():
-                xs = env.sample_backward(exact, g)
+                xs = sample_backward(env, pol, exact, g)
                 log_pf, log_pb = score_path(env, pol, xs)
             eubo = float((env.log_reward(exact) + log_pb.sum(-1) - log_pf.sum(-1)).double().mean())
             m["log_z_eubo"] = eubo
