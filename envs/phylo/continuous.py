@@ -167,14 +167,8 @@ class PhyloTreeContinuous(ContinuousEnv):
         left, right = states.roots[rows, a], states.roots[rows, c]
         ld, rd = b._node_data(states, rows, left), b._node_data(states, rows, right)
         data, score = b.merge_data(ld, rd, jc69(t1).float(), jc69(t2).float())
-        key = c - 1
-        out = states.clone()
-        out.children[rows, key] = torch.stack([left, right], 1)
-        out.lengths[rows, key] = torch.stack([t1, t2], 1)
-        out.data[rows, key] = data
-        out.score[rows, key] = score
-        out.roots[rows, a] = self.n + key
-        out.roots[rows, c] = -1
+        out = states.merged(rows, a, c, left, right, data, score)
+        out.lengths[rows, c - 1] = torch.stack([t1, t2], 1)
         return out
 
     def backward_step(self, states: LengthForest, actions: torch.Tensor) -> LengthForest:

@@ -164,14 +164,8 @@ class PhyloTree(DiscreteEnv):
             data, score = self.merge_data(ld, rd, self.bin_mats[b1], self.bin_mats[b2])
         else:
             data, score = self.merge_data(ld, rd)
-        key = c - 1
-        out = states.clone()
-        out.children[rows, key] = torch.stack([left, right], 1)
-        out.bins[rows, key] = torch.stack([b1, b2], 1)
-        out.data[rows, key] = data
-        out.score[rows, key] = score
-        out.roots[rows, a] = self.n + key
-        out.roots[rows, c] = -1
+        out = states.merged(rows, a, c, left, right, data, score)
+        out.bins[rows, c - 1] = torch.stack([b1, b2], 1)
         if not self.likelihood:
             self._update_costs(out, rows, a, data)
             self._set_costs(out, rows, c, torch.zeros_like(out.costs[:, 0]))

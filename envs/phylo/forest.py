@@ -68,6 +68,21 @@ class Forest:
         """Deep copy."""
         return self._map(torch.clone)
 
+    def merged(self, rows: torch.Tensor, a: torch.Tensor, c: torch.Tensor, left: torch.Tensor,
+               right: torch.Tensor, data: torch.Tensor, score: torch.Tensor) -> "Forest":
+        """A copy in which the trees ``left`` (slot ``a``) and ``right`` (slot ``c > a``) of rows
+        ``rows`` hang under a new internal node keyed ``c - 1`` with ``data``/``score``; the new
+        root takes slot ``a`` and slot ``c`` empties (the canonical merge of every forest env).
+        Subclass fields (bins, lengths, costs) are the caller's to set on the copy."""
+        key = c - 1
+        out = self.clone()
+        out.children[rows, key] = torch.stack([left, right], 1)
+        out.data[rows, key] = data
+        out.score[rows, key] = score
+        out.roots[rows, a] = self.n_taxa + key
+        out.roots[rows, c] = -1
+        return out
+
     def to(self, device) -> "Forest":
         """Copy to ``device``."""
         return self._map(lambda t: t.to(device))
