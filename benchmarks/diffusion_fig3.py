@@ -1,11 +1,14 @@
 """Sendera et al. 2024 Fig. 3 and Manywell TB+LP checks for the diffusion samplers (issue #19).
 
     python benchmarks/diffusion_fig3.py fig3 --iterations 2000 --seeds 0 1 2
+    python benchmarks/diffusion_fig3.py fig3 --langevin --iterations 10000 --eval-every 2500 --variants learned
     python benchmarks/diffusion_fig3.py manywell --iterations 2000 --seeds 0
     python benchmarks/diffusion_fig3.py timing
 
 ``fig3``: 25GMM, T = 10, TB, batch 300, fixed vs learned forward variance (paper: log Z-hat
--1.67 fixed vs -0.62 learned, true log Z = 0); writes ``results/diffusion_fig3.json``.
+-1.67 fixed vs -0.62 learned, true log Z = 0); writes ``results/diffusion_fig3.json``
+(``--langevin``: both variances with the Langevin parametrisation, ``results/diffusion_fig3_lp.json``;
+``--out-name`` overrides the file name, so variants can run as parallel processes).
 ``manywell``: Manywell d = 8, T = 100, TB + Langevin parametrisation (paper Table C.3: delta log Z
 0.25); writes ``results/diffusion_manywell_tb_lp.json``.  ``timing``: ms / iteration of TB at
 T = 100, B = 300 with the paper's network (64 wide, 64 harmonics, 2 joint layers), one thread;
@@ -27,7 +30,7 @@ import torch  # noqa: E402
 from gfn.envs.diffusion.cli import main as train_main  # noqa: E402
 
 KEYS = ("log_z_elbo", "log_z_iw", "delta_log_z", "delta_log_z_iw", "delta_log_z_eubo", "w2", "ess",
-        "cpu_seconds", "wall_seconds")
+        "cpu_seconds", "wall_seconds", "history")
 
 
 def _run(flags: list) -> dict:
@@ -41,7 +44,9 @@ def _summary(rows: list, key: str) -> dict:
 
 
 def fig3(args) -> dict:
-    out = {"setting": "25GMM, T=10, TB, batch 300, no exploration", "paper": {"fixed": -1.67, "learned": -0.62},
+    setting = "25GMM, T=10, TB" + (" + Langevin parametrisation" if args.langevin else "") + \
+        ", batch 300, no exploration"
+    out = {"setting": setting, "paper": {"fixed": -1.67, "learned": -0.62}, "eval_every": args.eval_every,
            "iterations": args.iterations, "batch_size": args.batch_size, "seeds": args.seeds, "runs": {}}
     for name, extra in (("learned", ["--learn-variance"]), ("fixed", [])):
         if name not in args.variants:
@@ -50,6 +55,10 @@ def fig3(args) -> dict:
         for s in args.seeds:
             flags = ["--target", "gmm25", "--steps", "10", "--objective", "tb", "--iterations", str(args.iterations),
                      "--batch-size", str(args.batch_size), "--seed", str(s)] + extra
+            if args.langevin:
+                flags.append("--langevin")
+            if args.eval_every:
+                flags += ["--eval-every", str(args.eval_every)]
             rows.append(_run(flags))
             print(name, s, json.dumps({k: rows[-1][k] for k in ("log_z_elbo", "cpu_seconds")}), flush=True)
         out["runs"][name] = {"rows": rows, "log_z_elbo": _summary(rows, "log_z_elbo"),
@@ -92,11 +101,16 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--langevin", action="store_true", help="fig3: Langevin parametrisation in both variants")
+    p.add_argument("--eval-every", type=int, default=0, help="fig3: also evaluate every N iterations")
+    p.add_argument("--out-name", default=None, help="results/<name>.json (default per command)")
     p.add_argument("--variants", nargs="+", default=["learned", "fixed"], choices=["learned", "fixed"],
                    help="fig3: which forward variances to run (several invocations merge into one JSON)")
     args = p.parse_args()
     res = {"fig3": fig3, "manywell": manywell, "timing": timing}[args.what](args)
-    name = {"fig3": "diffusion_fig3", "manywell": "diffusion_manywell_tb_lp", "timing": "diffusion_timing"}[args.what]
+    name = {"fig3": "diffusion_fig3_lp" if args.langevin else "diffusion_fig3", "manywell": "diffusion_manywell_tb_lp",
+            "timing": "diffusion_timing"}[args.what]
+    name = args.out_name or name
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", name + ".json")
     if args.what == "fig3" and os.path.exists(path):  # merge variants / seeds of earlier invocations
