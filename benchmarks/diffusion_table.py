@@ -71,6 +71,8 @@ def run_one(target, row, seed, args, tmp):
            "--seed", str(seed), "--json-out", out]
     if args.eval_every:
         cmd += ["--eval-every", str(args.eval_every)]
+    if args.exploration_decay is not None and "--exploration" in ROWS[row][1]:
+        cmd += ["--exploration-decay", str(args.exploration_decay)]
     if args.reuse and os.path.exists(out):
         with open(out) as f:
             rec = json.load(f)
@@ -105,6 +107,9 @@ def main(argv=None):
     p.add_argument("--eval-samples", type=int, default=2000)
     p.add_argument("--eval-every", type=int, default=0,
                    help="also evaluate every N iterations (each run's JSON keeps the history)")
+    p.add_argument("--exploration-decay", type=int, default=None,
+                   help="iterations until exploration reaches 0 (authors' --exploration_wd: 5000; default "
+                        "min(5000, iterations / 2))")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs in parallel (one thread each); keep <= the number of cores")
     p.add_argument("--out", default=os.path.join(HERE, "results", "diffusion_table"))
@@ -113,6 +118,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.protocol == "paper":
         args.iterations, args.batch_size, args.steps, args.seeds = 25000, 300, 100, "0,1,2,3,4"
+        args.exploration_decay = 5000
         args.targets, args.rows = ",".join(TARGETS), ",".join(ROWS)
     targets, rows = args.targets.split(","), args.rows.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -142,7 +148,7 @@ def main(argv=None):
             cells[f"{t}/{r}"] = cell
     budget = {"iterations": args.iterations, "batch_size": args.batch_size, "steps": args.steps,
               "seeds": seeds, "eval_samples": args.eval_samples, "eval_every": args.eval_every,
-              "jobs": args.jobs, "protocol": args.protocol}
+              "jobs": args.jobs, "exploration_decay": args.exploration_decay, "protocol": args.protocol}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"budget": budget, "cells": cells, "runs": runs}, f, indent=1)
