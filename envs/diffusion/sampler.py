@@ -77,7 +77,7 @@ def rollout(env: DiffusionEnv, policy, n: int, generator: Optional[torch.Generat
                 grads.append(g)
             f, log_var = policy.drift(x, i, emb, g)
             log_std = 0.5 * log_var + base_log_std[i]
-            mean = (x if coef[i] == 1.0 else x * coef[i]) + f * env.dt
+            mean = x * coef[i] + f * env.dt
             if extra > 0:
                 std_s = torch.sqrt(torch.exp(2 * log_std) + extra)
                 x_new = mean.detach() + std_s.detach() * eps[:, i]
@@ -120,6 +120,6 @@ def score_path(env: DiffusionEnv, policy, xs: torch.Tensor, emb: Optional[dict] 
     coef, base_log_std = env.forward_params(xs.dtype)
     coef, base_log_std = coef.to(xs.device)[None, :, None], base_log_std.to(xs.device)[None, :, None]
     log_std = 0.5 * log_var + base_log_std
-    mean = x + f * env.dt if env.backward == "bridge" else x * coef + f * env.dt
+    mean = x * coef + f * env.dt
     log_pf = gaussian_log_prob(xs[:, 1:].detach(), mean, log_std)
     return log_pf, log_pb(env, policy, xs.detach(), emb)
