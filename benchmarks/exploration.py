@@ -6,11 +6,15 @@ elsewhere), ``--ndim`` x ``--height``.  Every method trains TB with the same mod
 method draws the same number of on-policy samples; a mode is found when a training sample lands
 on it.  Methods: ``tb``; ``ts`` (TS-GFN: ``--heads`` P_F heads, bootstrap probability ``--p``,
 optionally the authors' randomized priors ``--prior-scale`` and per-head log Z ``--head-log-z``,
-``gfn.exploration``); ``gafn`` (RND intrinsic reward ``--eta``, edge-based, ``gfn.intrinsic``).
+``gfn.exploration``); ``gafn`` (RND intrinsic reward ``--eta``, ``gfn.intrinsic``; ``--intrinsic-mode``
+edge (default), state, or flow: the GAFN authors' TB form with a learned state flow).
+``--reward gafn`` uses the GAFN paper's grid (``GAFNGridReward``) instead.
 Writes ``<out>.json`` (curves per seed, means) and ``<out>.png``.
 
     python benchmarks/exploration.py --seeds 1 2 3 --ndim 4 --height 16
     python benchmarks/exploration.py --seeds 1 2 3 --ndim 4 --height 8 --out benchmarks/results/exploration_sparse_hypergrid_4d_h8
+    python benchmarks/exploration.py --reward gafn --eps 1e-8 --ndim 2 --height 64 --hidden 256 \
+        --methods gafn --rnd-protocol paper --eta 0.005 --intrinsic-mode flow --iterations 4000
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ def train_one(method: str, seed: int, args) -> dict:
     import torch
     torch.set_num_threads(1)
     from gfn import Trainer, TrainerConfig, seed_everything
-    from gfn.envs.hypergrid import HyperGrid, SparseHyperGridReward
+    from gfn.envs.hypergrid import GAFNGridReward, HyperGrid, SparseHyperGridReward
     from gfn.exploration import install_thompson
     from gfn.intrinsic import install_intrinsic
     from gfn.objectives import get_objective
 
     seed_everything(seed)
-    env = HyperGrid(args.ndim, args.height, reward=SparseHyperGridReward(args.height, eps=args.eps))
+    reward = (GAFNGridReward(args.height, eps=args.eps) if args.reward == "gafn"
+              else SparseHyperGridReward(args.height, eps=args.eps))
+    env = HyperGrid(args.ndim, args.height, reward=reward)
     modes = env.mode_mask()
     objective = get_objective(args.objective)
     model = objective.build_model(env, hidden=args.hidden, n_layers=2)
@@ -97,7 +103,8 @@ def plot(report: dict, path: str) -> None:
         ax.fill_between(xs, [min(col) for col in zip(*ys)], [max(col) for col in zip(*ys)], alpha=0.2)
     ax.axhline(runs[0]["n_modes"], color="gray", ls=":", lw=1)
     s = report["setting"]
-    ax.set_title(f"sparse HyperGrid {s['ndim']}D h{s['height']}, eps={s['eps']}")
+    family = "GAFN grid" if s.get("reward") == "gafn" else "sparse HyperGrid"
+    ax.set_title(f"{family} {s['ndim']}D h{s['height']}, eps={s['eps']}")
     ax.set_xlabel("on-policy samples")
     ax.set_ylabel("distinct modes found")
     ax.legend()
@@ -117,7 +124,8 @@ def merge(paths: list, out: str) -> dict:
             raise SystemExit(f"--merge: {path} has no method {only}")
         picks.append((q, r, methods))
     budgets = {(tuple(r["setting"]["seeds"]), r["samples_per_method"], r["setting"]["ndim"],
-                r["setting"]["height"], r["setting"]["eps"]) for _, r, _ in picks}
+                r["setting"]["height"], r["setting"]["eps"], r["setting"].get("reward", "sparse"))
+               for _, r, _ in picks}
     if len(budgets) != 1:
         raise SystemExit(f"--merge needs the same seeds, samples, grid and eps in every report, got {budgets}")
     runs, summary, settings = [], {}, {}
@@ -141,6 +149,9 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ndim", type=int, default=4)
     p.add_argument("--height", type=int, default=16)
+    p.add_argument("--reward", default="sparse", choices=("sparse", "gafn"),
+                   help="sparse: SparseHyperGridReward (corner-band modes); gafn: GAFNGridReward (the GAFN "
+                        "paper's grid, modes on {1, height-2}^ndim except (1, ..., 1))")
     p.add_argument("--eps", type=float, default=1e-4)
     p.add_argument("--objective", default="tb")
     p.add_argument("--iterations", type=int, default=1000)
@@ -156,7 +167,7 @@ def main(argv=None) -> dict:
     p.add_argument("--head-log-z", action="store_true",
                    help="TS-GFN: one log Z per head (the authors' code) instead of a shared one")
     p.add_argument("--eta", type=float, default=1.0)
-    p.add_argument("--intrinsic-mode", default="edge")
+    p.add_argument("--intrinsic-mode", default="edge", choices=("edge", "state", "flow"))
     p.add_argument("--rnd-protocol", default="ours", choices=("ours", "paper"),
                    help="paper: the GAFN authors' RND (2 x 256 LeakyReLU, 128 outputs, bonus = L2 norm of "
                         "the error; their bonus scale 0.1 is --eta 0.1)")

@@ -6,9 +6,11 @@ coordinate ``i``.  Reward (original paper), with ``u = |x / (height - 1) - 0.5|`
 
     R(x) = R0 + R1 * prod_i [0.25 < u_i <= 0.5] + R2 * prod_i [0.3 < u_i < 0.4]
 
-Exploration benchmarks use two more families (``HyperGrid(reward=...)``):
-:class:`SparseHyperGridReward` (1 on the corner-band modes, ``eps`` elsewhere) and
-:class:`DeceptiveHyperGridReward` (a slope towards s_0 that lures the sampler away from them).
+Exploration benchmarks use three more families (``HyperGrid(reward=...)``):
+:class:`SparseHyperGridReward` (1 on the corner-band modes, ``eps`` elsewhere),
+:class:`DeceptiveHyperGridReward` (a slope towards s_0 that lures the sampler away from them) and
+:class:`GAFNGridReward` (the sparse grid of the GAFN paper: 1 on ``{1, height-2}^ndim`` except
+``(1, ..., 1)``, ``eps`` elsewhere).
 """
 
 from __future__ import annotations
@@ -55,6 +57,29 @@ class SparseHyperGridReward(Reward):
         u = (states.double() / (self.height - 1) - 0.5).abs()
         tol = 1e-9  # a cell on a band edge (u = 0.3 at height 16 is 0.30000000000000004) stays out
         mode = ((u > self.lo + tol) & (u < self.hi - tol)).all(-1)
+        return torch.where(mode, 1.0, self.eps).float()
+
+
+class GAFNGridReward(Reward):
+    """The sparse grid of GAFN (Pan et al. 2023, "Generative Augmented Flow Networks"; its
+    authors' ``func_corners``, generalised to ``ndim`` axes as in torchgfn's ``SparseReward``)::
+
+        R(x) = 1  if every x_i is 1 or height - 2 and x != (1, ..., 1),   else eps
+
+    so there are ``2^ndim - 1`` modes, one cell each, all far from s_0 (on 2-D: (H-2, H-2),
+    (1, H-2), (H-2, 1)).  The authors use R = 0 off the modes (``1e-8`` inside their log)."""
+
+    def __init__(self, height: int, eps: float = 1e-8):
+        if height < 4:
+            raise ValueError(f"GAFNGridReward needs height >= 4 (modes at 1 and height-2 must differ), got {height}")
+        if not eps >= 0:
+            raise ValueError(f"GAFNGridReward needs eps >= 0, got eps={eps}")
+        self.height, self.eps = height, eps
+
+    def reward(self, states: torch.Tensor) -> torch.Tensor:
+        """1 on the mode cells, eps elsewhere."""
+        lo, hi = states == 1, states == self.height - 2
+        mode = (lo | hi).all(-1) & ~lo.all(-1)
         return torch.where(mode, 1.0, self.eps).float()
 
 

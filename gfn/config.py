@@ -79,7 +79,7 @@ class RunConfig:
     ls_steps_per_batch: int = field(default=3, metadata={"help": "paper protocol: gradient steps on each online and each replay batch"})
     ls_train_on: str = field(default="all", metadata={"help": "paper protocol: train on all evaluated objects (all) | samples + final chain (both) | final chain (refined)", "choices": ("all", "both", "refined")})
     exploration: str = field(default="none", metadata={"help": "none | thompson:K[,p][,prior=BETA][,logz=head] (TS-GFN: K policy heads, bootstrap probability p, default 0.5; the authors' randomized priors of scale BETA and per-head log Z; docs/exploration.md)"})
-    intrinsic: str = field(default="none", metadata={"help": "none | rnd:eta[,edge|state] (GAFN random-network-distillation bonus of weight eta, default edge-based; docs/exploration.md)"})
+    intrinsic: str = field(default="none", metadata={"help": "none | rnd:eta[,edge|state|flow] (GAFN random-network-distillation bonus of weight eta, default edge-based; flow: the GAFN authors' TB form with a learned state flow; docs/exploration.md)"})
     overwrite: bool = field(default=False, metadata={"help": "replace the run files of a non-empty --out (default: refuse it)"})
     checkpoint_every: int = field(default=1000, metadata={"help": "write a checkpoint every N iterations (0: only the final one)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many periodic checkpoints to keep"})

@@ -10,11 +10,16 @@ objective trains on (metrics, replay buffers and mode counts keep the task rewar
 * ``mode="edge"`` (GAFN's edge-based augmentation, written for TB): every transition
   ``s -> s'`` carries ``eta * r(s')``, so a trajectory's reward becomes
   ``R(x) + eta * sum_{t >= 1} r(s_t)`` (the terminal state included);
-* ``mode="state"`` (terminal augmentation): ``R(x) + eta * r(x)``.
+* ``mode="state"`` (terminal augmentation): ``R(x) + eta * r(x)``;
+* ``mode="flow"`` (the GAFN authors' TB form, their ``--augmented 1``): the bonus of each
+  intermediate state enters the backward term through a learned state flow,
+  ``log(R(x) + eta r(x)) + sum_t log(P_B(s_t | s_{t+1}) + eta r(s_{t+1}) / F(s_{t+1}))``
+  (:class:`gfn.objectives.tb_variants.AugmentedFlowTB`; TB only, a log F head is added).
 
-Both are written into ``batch.log_rewards`` as ``log(R + eta * bonus)``, so they compose with
-every objective; for TB the edge form is the paper's objective, for DB/SubTB it puts the
-trajectory's summed bonus on its terminal state.  The predictor takes one gradient step on the
+The first two are written into ``batch.log_rewards`` as ``log(R + eta * bonus)``, so they compose
+with every objective; for DB/SubTB the edge form puts the trajectory's summed bonus on its
+terminal state.  The flow form writes the terminal bonus the same way and the per-state bonuses
+into ``batch.info["intrinsic_row_bonus"]``.  The predictor takes one gradient step on the
 batch's states after the bonus is computed (its own Adam optimiser).
 
 ``install_intrinsic(trainer, eta, mode)`` adds the hook (``--intrinsic rnd:eta[,mode]``).
@@ -31,7 +36,7 @@ from gfn.estimators import mlp
 from gfn.ops import segment_sum
 from gfn.trajectories import TrajectoryBatch
 
-MODES = ("edge", "state")
+MODES = ("edge", "state", "flow")
 
 
 ERRORS = ("mse", "l2")
@@ -105,30 +110,66 @@ class IntrinsicReward:
         return segment_sum(r.masked_fill(batch.is_first, 0.0), batch.ptr)
 
     def __call__(self, trainer, batch: TrajectoryBatch) -> TrajectoryBatch:
-        b = self.bonus(batch).to(batch.log_rewards.dtype)
+        info = dict(batch.info)
+        if self.mode == "flow":
+            from gfn.objectives.tb_variants import AugmentedFlowTB
+            rows = self.eta * self.rnd.intrinsic_reward(batch.states).to(batch.log_rewards.dtype)
+            info[AugmentedFlowTB.KEY] = rows
+            b = rows[batch.last_rows] / self.eta
+        else:
+            b = self.bonus(batch).to(batch.log_rewards.dtype)
         self.rnd.update(batch.states)
         self.last_mean = float(b.mean())
         log_r = torch.logaddexp(batch.log_rewards, torch.log(self.eta * b))
-        info = dict(batch.info, intrinsic_bonus=self.last_mean)
+        info["intrinsic_bonus"] = self.last_mean
         return batch.with_(log_rewards=log_r, info=info)
 
 
+def add_flow_head(model) -> bool:
+    """Give ``model`` a log F(s) head if it has none (a linear head on the shared trunk, else an
+    MLP of the features); returns whether one was added."""
+    from gfn.estimators import ScalarHead
+    if model.flow is not None:
+        return False
+    trunk_out = [m for m in model.trunk.modules() if isinstance(m, nn.Linear)] if model.trunk is not None else []
+    if trunk_out:
+        head = nn.Linear(trunk_out[-1].out_features, 1)
+    else:
+        head = mlp(model.env.feature_dim + model.cond_dim, 1, 256, 2)
+    model.flow = ScalarHead(head).to(next(model.parameters()).device)
+    return True
+
+
 def install_intrinsic(trainer, eta: float, mode: str = "edge", **rnd_kwargs) -> IntrinsicReward:
-    """Add an RND :class:`IntrinsicReward` hook to ``trainer`` (before any reward tempering)."""
-    rnd = RND(trainer.env, **rnd_kwargs).to(trainer.env.device)
-    hook = IntrinsicReward(rnd, eta, mode)
+    """Add an RND :class:`IntrinsicReward` hook to ``trainer`` (before any reward tempering).
+
+    ``mode="flow"`` needs plain TB: it swaps the objective for
+    :class:`gfn.objectives.tb_variants.AugmentedFlowTB` and gives the model a log F head."""
+    hook = IntrinsicReward(RND(trainer.env, **rnd_kwargs).to(trainer.env.device), eta, mode)
+    if mode == "flow":
+        from gfn.objectives.tb import TrajectoryBalance
+        from gfn.objectives.tb_variants import AugmentedFlowTB
+        if type(trainer.objective) is not TrajectoryBalance:
+            raise ValueError(f"--intrinsic rnd:eta,flow is GAFN's trajectory-balance form and needs the tb "
+                             f"objective alone, got {trainer.objective!r}; use rnd:eta,edge or rnd:eta,state")
+        if add_flow_head(trainer.model):
+            from gfn.trainer import make_optimizer
+            c = trainer.config
+            trainer.optimizer = make_optimizer(trainer.model, c.lr, c.lr_log_z, c.weight_decay, c.amsgrad)
+            trainer._clip_model = None  # the parameter list changed
+        trainer.objective = AugmentedFlowTB(log_reward_floor=trainer.objective.log_reward_floor)
     trainer.batch_hooks.insert(0, hook)
     return hook
 
 
 def parse_intrinsic(spec: str) -> Optional[tuple[float, str]]:
-    """``"none"`` -> None; ``"rnd:eta"`` or ``"rnd:eta,edge|state"`` -> (eta, mode)."""
+    """``"none"`` -> None; ``"rnd:eta"`` or ``"rnd:eta,edge|state|flow"`` -> (eta, mode)."""
     spec = (spec or "none").strip().lower()
     if spec == "none":
         return None
     name, _, args = spec.partition(":")
     if name != "rnd" or not args:
-        raise ValueError(f"--intrinsic must be none or rnd:eta[,edge|state], got {spec!r}")
+        raise ValueError(f"--intrinsic must be none or rnd:eta[,edge|state|flow], got {spec!r}")
     parts = args.split(",")
     try:
         eta = float(parts[0])
@@ -136,5 +177,5 @@ def parse_intrinsic(spec: str) -> Optional[tuple[float, str]]:
         raise ValueError(f"--intrinsic rnd:eta needs a number eta, got {spec!r}") from None
     mode = parts[1] if len(parts) > 1 else "edge"
     if not eta > 0 or mode not in MODES or len(parts) > 2:
-        raise ValueError(f"--intrinsic rnd:eta[,edge|state] needs eta > 0, got {spec!r}")
+        raise ValueError(f"--intrinsic rnd:eta[,edge|state|flow] needs eta > 0, got {spec!r}")
     return eta, mode

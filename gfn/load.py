@@ -77,6 +77,10 @@ def load_run(run: str, env=None, *, device: str = "cpu", trust_code: bool = Fals
     thompson = parse_exploration(getattr(cfg, "exploration", "none"))
     if thompson is not None:  # --exploration thompson:K trained K policy heads
         make_thompson(trainer.model, thompson[0])
+    from gfn.intrinsic import add_flow_head, parse_intrinsic
+    intrinsic = parse_intrinsic(getattr(cfg, "intrinsic", "none"))
+    if intrinsic is not None and intrinsic[1] == "flow":  # GAFN's flow form trained a log F head
+        add_flow_head(trainer.model)
     model = trainer.model
     problems: list[str] = []
     _check_model(payload["model"], model, problems)

@@ -7,6 +7,10 @@
   same gradient, since the deviations sum to zero.  No log Z parameter is trained; its value is
   set to the latest batch estimate so logs and ``metrics.json`` show it (unconditional models).
   ``uniform_pb=True`` scores P_B as uniform over allowed backward actions.
+* :class:`AugmentedFlowTB` (not registered; ``--intrinsic rnd:eta,flow`` installs it): TB with
+  GAFN's edge-based augmentation in its authors' form, each backward term
+  ``log(P_B(s_t | s_{t+1}) + b(s_{t+1}) / F(s_{t+1}))`` with the per-state intrinsic bonus ``b``
+  and a learned state flow ``F`` (the terminal bonus is already in the batch's log-rewards).
 * ``maxent``: TB with P_B fixed to uniform over allowed backward actions (the uniform P_B is
   computed from the backward mask, so the model's P_B head is never used; its default model has
   none).
@@ -97,3 +101,31 @@ class MaxEntTB(TrajectoryBalance):
         """Default model with a uniform (parameter-free) P_B."""
         kwargs["uniform_pb"] = True
         return super().build_model(env, **kwargs)
+
+
+class AugmentedFlowTB(TrajectoryBalance):
+    """TB with GAFN's augmented backward flows (Pan et al. 2023, their TB code)::
+
+        delta = log Z + sum_t log P_F(s_{t+1} | s_t) - log(R(x) + b(x))
+                - sum_{s_{t+1} != x} log(P_B(s_t | s_{t+1}) + b(s_{t+1}) / F(s_{t+1})) - log P_B(. | x)
+
+    ``b`` is the per-row bonus the :class:`gfn.intrinsic.IntrinsicReward` hook writes into
+    ``batch.info[KEY]`` (it also adds ``b(x)`` to the log-reward); F is the model's log-flow head,
+    trained only through this loss.  A batch without the bonus is scored by plain TB."""
+
+    needs_flow = True
+    KEY = "intrinsic_row_bonus"
+
+    def residuals(self, model: GFlowNet, batch: TrajectoryBatch) -> torch.Tensor:
+        bonus = batch.info.get(self.KEY)
+        if bonus is None:
+            return super().residuals(model, batch)
+        batch.require_whole("tb (GAFN flow augmentation)")
+        if bonus.shape != (batch.n_rows,):
+            raise ValueError(f"batch.info[{self.KEY!r}] has shape {tuple(bonus.shape)}, expected one bonus per "
+                             f"row ({batch.n_rows}); was the batch split after the intrinsic-reward hook?")
+        s = model.evaluate(batch, pf=True, pb=True, flow=True)
+        augmented = torch.logaddexp(s.log_pb, torch.log(bonus.to(s.log_pb.dtype)) - s.log_flow)
+        log_pb = torch.where(batch.is_first | batch.is_last, s.log_pb, augmented)
+        log_z = model.log_z(batch.batch_size, batch.cond)
+        return log_z + segment_sum(s.log_pf - log_pb, batch.ptr) - self.log_rewards(batch)

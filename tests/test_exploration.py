@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gfn import Trainer, TrainerConfig
-from gfn.envs.hypergrid import DeceptiveHyperGridReward, HyperGrid, SparseHyperGridReward
+from gfn.envs.hypergrid import DeceptiveHyperGridReward, GAFNGridReward, HyperGrid, SparseHyperGridReward
 from gfn.exploration import (EnsemblePolicy, HeadLogZ, ThompsonObjective, bootstrap_masks, install_thompson,
                              parse_exploration)
 from gfn.intrinsic import RND, IntrinsicReward, install_intrinsic, parse_intrinsic
@@ -202,7 +202,7 @@ def test_parse_flags():
         with pytest.raises(ValueError, match="exploration"):
             parse_exploration(bad)
     assert parse_intrinsic("none") is None and parse_intrinsic("rnd:0.5") == (0.5, "edge")
-    assert parse_intrinsic("rnd:2,state") == (2.0, "state")
+    assert parse_intrinsic("rnd:2,state") == (2.0, "state") and parse_intrinsic("rnd:0.1,flow") == (0.1, "flow")
     for bad in ("rnd", "rnd:0", "rnd:1,node", "icm:1", "rnd:x"):
         with pytest.raises(ValueError, match="intrinsic"):
             parse_intrinsic(bad)
@@ -245,7 +245,85 @@ def test_intrinsic_hook_augments_rewards_edge_and_state():
         IntrinsicReward(RND(env), 1.0, mode="node")
 
 
+def test_gafn_flow_form_matches_a_float64_reference():
+    """rnd:eta,flow: log(R + b(x)) and log(P_B + b(s') / F(s')) on the intermediate states, in float64."""
+    from gfn.objectives.tb_variants import AugmentedFlowTB
+    torch.manual_seed(0)
+    env = HyperGrid(2, 5)
+    tr = _trainer(env, batch_size=12, hidden=16)
+    assert tr.model.flow is None
+    install_intrinsic(tr, 0.3, "flow", hidden=16, out_dim=8)
+    model, obj = tr.model, tr.objective
+    assert isinstance(obj, AugmentedFlowTB) and model.flow is not None
+    assert any(p is model.flow.module.weight for g in tr.optimizer.param_groups for p in g["params"])
+    with torch.no_grad():
+        model.log_z.value.fill_(0.4)
+        model.flow.module.bias.fill_(-1.5)  # bonus / F of the same order as P_B
+    batch = tr.sample_batch()
+    bonus = batch.info[AugmentedFlowTB.KEY].double()
+    assert bonus.shape == (batch.n_rows,) and bool((bonus > 0).all())
+    log_r = env.log_reward(batch.terminal_states).double()
+    assert torch.allclose(batch.log_rewards.double(), torch.log(log_r.exp() + bonus[batch.last_rows]), atol=1e-5)
+    with torch.no_grad():
+        h = model.encode(batch.states)
+        pf = model.pf_dist(batch.states).log_probs.double()
+        log_f = model.flow(h).double()
+    expect = []
+    for b in range(batch.batch_size):
+        lo, hi = int(batch.ptr[b]), int(batch.ptr[b + 1])
+        d = 0.4 + sum(float(pf[k, int(batch.actions[k])]) for k in range(lo, hi)) - float(batch.log_rewards[b])
+        if hi - lo > 1:
+            pb = model.pb_dist(batch.states[lo + 1:hi]).log_probs.detach().double()
+            for k in range(lo + 1, hi):
+                p = math.exp(float(pb[k - lo - 1, int(batch.bwd_actions[k])]))
+                if k < hi - 1:  # intermediate state: its bonus over its flow joins P_B
+                    p += float(bonus[k]) / math.exp(float(log_f[k]))
+                d -= math.log(p)
+        expect.append(d)
+    res = obj.residuals(model, batch)
+    assert torch.allclose(res.detach().double(), torch.tensor(expect, dtype=torch.float64), atol=1e-4)
+    assert any(hi - lo > 2 for lo, hi in zip(batch.ptr[:-1].tolist(), batch.ptr[1:].tolist()))
+    model.zero_grad()
+    res.pow(2).mean().backward()
+    assert float(model.flow.module.weight.grad.abs().sum()) > 0  # F is trained through the bonus
+    # a batch that never met the hook is scored by plain TB
+    plain = batch.with_(info={})
+    assert torch.allclose(obj.residuals(model, plain), get_objective("tb").residuals(model, plain))
+
+
+def test_gafn_flow_form_refuses_other_objectives_and_split_batches():
+    env = HyperGrid(2, 5)
+    for name in ("db", "subtb"):
+        with pytest.raises(ValueError, match="flow"):
+            install_intrinsic(_trainer(env, name), 0.1, "flow")
+    tr = _trainer(env)
+    install_thompson(tr, 2)
+    with pytest.raises(ValueError, match="tb objective alone"):
+        install_intrinsic(tr, 0.1, "flow")
+    tr = _trainer(env, batch_size=6)
+    install_intrinsic(tr, 0.1, "flow")
+    batch = tr.sample_batch()
+    with pytest.raises(ValueError, match="one bonus per row"):
+        tr.objective.residuals(tr.model, batch.select(torch.tensor([0, 1])).with_(info=batch.info))
+
+
 # ---------------------------------------------------------------- reward families
+def test_gafn_grid_reward():
+    env = HyperGrid(2, 8, reward=GAFNGridReward(8, eps=1e-3))
+    r = env.log_reward(env.enumerate_states()).exp().reshape(8, 8)
+    modes = {(1, 6), (6, 1), (6, 6)}  # the GAFN authors' three goals; (1, 1) is not one
+    for i in range(8):
+        for j in range(8):
+            assert math.isclose(float(r[i, j]), 1.0 if (i, j) in modes else 1e-3, rel_tol=1e-5)
+    env = HyperGrid(3, 6, reward=GAFNGridReward(6))
+    found = {tuple(x) for x in env.enumerate_states()[env.mode_mask()].tolist()}
+    assert found == {x for x in __import__("itertools").product((1, 4), repeat=3)} - {(1, 1, 1)}
+    assert int(HyperGrid(4, 16, reward=GAFNGridReward(16)).mode_mask().sum()) == 15
+    for bad in (dict(height=3), dict(height=8, eps=-1.0)):
+        with pytest.raises(ValueError, match="GAFNGridReward"):
+            GAFNGridReward(**bad)
+
+
 def test_sparse_and_deceptive_rewards():
     env = HyperGrid(2, 8, reward=SparseHyperGridReward(8, eps=1e-3))
     r = env.log_reward(env.enumerate_states()).exp().reshape(8, 8)
@@ -300,6 +378,22 @@ def test_exploration_flags_through_the_runner(tmp_path, monkeypatch):
     env = HyperGrid(2, 8, reward=SparseHyperGridReward(8))
     loaded = load_run(str(tmp_path / "a"), env=env)
     assert isinstance(loaded.model.pf, EnsemblePolicy) and loaded.model.pf.k == 3
+    assert math.isclose(exact_metrics(env, loaded.model)["tv_exact"], a["tv_exact"], rel_tol=1e-6)
+
+
+def test_gafn_grid_and_flow_form_through_the_example(tmp_path, monkeypatch):
+    """--reward gafn with --intrinsic rnd:eta,flow trains, repeats with the seed and loads back (with its F head)."""
+    mod = _example("train_exploration", monkeypatch)
+    args = ["--reward", "gafn", "--ndim", "2", "--height", "8", "--iterations", "8", "--batch-size", "8",
+            "--hidden", "16", "--record-every", "4", "--intrinsic", "rnd:0.005,flow", "--no-progress"]
+    a = mod.main(args + ["--out", str(tmp_path / "a")])
+    b = mod.main(args + ["--out", str(tmp_path / "b")])
+    assert a["n_modes"] == 3 and a["tv_exact"] == b["tv_exact"] and a["modes_curve"] == b["modes_curve"]
+    from gfn.load import load_run
+    from gfn.metrics.exact import exact_metrics
+    env = HyperGrid(2, 8, reward=GAFNGridReward(8, eps=1e-4))  # the example's default eps
+    loaded = load_run(str(tmp_path / "a"), env=env)
+    assert loaded.model.flow is not None
     assert math.isclose(exact_metrics(env, loaded.model)["tv_exact"], a["tv_exact"], rel_tol=1e-6)
 
 
