@@ -9,10 +9,13 @@ costs one reward call and nothing else calls the reward:
 * ``oc_frozen`` : TB on :class:`gfn.outcome.MarginalPolicy` (learned outcome predictor, pre-trained
                   outcome-conditioned network frozen);
 * ``oc_tuned``  : the same with the outcome-conditioned network fine-tuned as well (its learning
-                  rate is ``lr * oc_lr_scale``).
+                  rate is ``lr * oc_lr_scale``);
+* ``oc_untrained``: ablation, ``oc_tuned`` on a freshly initialised outcome-conditioned network
+                  (same architecture, predictor and optimiser; no pre-training), to separate what
+                  pre-training contributes from what the architecture does.
 
 Equal tuning budget: with ``--tune-tf`` every arm runs the same grid (``--lr`` x ``--batch`` x
-``--epsilon``, and ``--oc-lr-scale`` for ``oc_tuned``) on that TF, and each arm's best setting (mean
+``--epsilon``, and ``--oc-lr-scale`` for ``oc_tuned`` / ``oc_untrained``) on that TF, and each arm's best setting (mean
 modes found) is then run on the held-out TFs.  Modes of a TF: its 328 highest-reward 8-mers (the
 size of SIX6's reference list); ``modes_found`` counts the distinct modes among all samples so far.
 Writes ``<out>.json`` and ``<out>.png``.
@@ -41,6 +44,7 @@ from gfn.outcome import MarginalPolicy, OutcomePolicy, pretrain_step, sample_out
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_MODES = 328
+ARMS = ("scratch", "oc_frozen", "oc_tuned", "oc_untrained")
 
 
 class PlainPolicy(nn.Module):
@@ -99,6 +103,9 @@ def run_arm(env, oc, arm, cfg, tf_task, seed, args):
     gen = torch.Generator().manual_seed(seed)
     if arm == "scratch":
         pol = PlainPolicy(env, args.hidden)
+    elif arm == "oc_untrained":
+        pol = MarginalPolicy(OutcomePolicy(env, hidden=args.hidden), hidden=args.hidden, finetune_policy=True,
+                             amortisation=args.amortisation)
     else:
         pol = MarginalPolicy(copy.deepcopy(oc), hidden=args.hidden, finetune_policy=(arm == "oc_tuned"),
                              amortisation=args.amortisation)
@@ -109,7 +116,7 @@ def run_arm(env, oc, arm, cfg, tf_task, seed, args):
 
 def arm_grid(arm, args):
     """The settings an arm is tuned over (the same grid for every arm, plus the OC learning-rate scale)."""
-    scales = args.oc_lr_scale if arm == "oc_tuned" else [1.0]
+    scales = args.oc_lr_scale if arm in ("oc_tuned", "oc_untrained") else [1.0]
     return [{"lr": lr, "batch": b, "epsilon": e, "oc_lr_scale": sc}
             for lr, b, e, sc in itertools.product(args.lr, args.batch, args.epsilon, scales)]
 
@@ -133,7 +140,7 @@ def main():
     ap.add_argument("--oc-lr-scale", type=float, nargs="+", default=[1.0],
                     help="learning-rate factor of the outcome-conditioned network in oc_tuned")
     ap.add_argument("--amortisation", default="mixture", choices=["mixture", "mean_field"])
-    ap.add_argument("--arms", nargs="+", default=["scratch", "oc_frozen", "oc_tuned"])
+    ap.add_argument("--arms", nargs="+", default=["scratch", "oc_frozen", "oc_tuned"], choices=ARMS)
     ap.add_argument("--out", default=str(RESULTS / "outcome_pretrain"))
     args = ap.parse_args()
     if args.tune_tf in args.tf:

@@ -454,6 +454,11 @@ def test_exploration_benchmark_per_method_epsilon_and_merge(tmp_path):
         bench.main(["--merge", str(tmp_path / "a.json") + ":tb", str(tmp_path / "c.json"), "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="twice"):
         bench.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "a.json") + ":tb", "--out", str(tmp_path / "x")])
+    g = bench.main(common + ["--reward", "gafn", "--methods", "gafn", "--intrinsic-mode", "flow",
+                             "--out", str(tmp_path / "g")])
+    assert g["runs"][0]["n_modes"] == 3 and g["setting"]["reward"] == "gafn"
+    with pytest.raises(SystemExit, match="same seeds, samples, grid"):  # another reward family
+        bench.main(["--merge", str(tmp_path / "a.json") + ":tb", str(tmp_path / "g.json"), "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="METHOD=VALUE"):
         bench.parse_epsilon(["db=0.1"], ["tb"])
     with pytest.raises(SystemExit, match=r"\[0, 1\]"):
