@@ -358,27 +358,33 @@ def _example(name, monkeypatch):
     return mod
 
 
+def _twice_and_reload(mod, args, tmp_path, env):
+    """Run the example twice with the same seed (the runs must repeat exactly), load the first run
+    back with ``env`` and check its exact tv; returns (first result, loaded run)."""
+    from gfn.load import load_run
+    from gfn.metrics.exact import exact_metrics
+    a = mod.main(args + ["--out", str(tmp_path / "a")])
+    b = mod.main(args + ["--out", str(tmp_path / "b")])
+    assert a["tv_exact"] == b["tv_exact"] and a["modes_curve"] == b["modes_curve"]
+    loaded = load_run(str(tmp_path / "a"), env=env)
+    assert math.isclose(exact_metrics(env, loaded.model)["tv_exact"], a["tv_exact"], rel_tol=1e-6)
+    return a, loaded
+
+
 def test_exploration_flags_through_the_runner(tmp_path, monkeypatch):
     """--exploration and --intrinsic reach the trainer; the same seed repeats the run; bad specs are refused."""
     from gfn.errors import ConfigError
     mod = _example("train_exploration", monkeypatch)
     args = ["--ndim", "2", "--height", "8", "--iterations", "12", "--batch-size", "8", "--hidden", "16",
             "--record-every", "4", "--exploration", "thompson:3,0.6", "--intrinsic", "rnd:0.5,state", "--no-progress"]
-    a = mod.main(args + ["--out", str(tmp_path / "a")])
-    b = mod.main(args + ["--out", str(tmp_path / "b")])
+    # the trained ensemble loads back (as the mixture of its heads) for sampling
+    a, loaded = _twice_and_reload(mod, args, tmp_path, HyperGrid(2, 8, reward=SparseHyperGridReward(8)))
     assert a["n_modes"] == 4 and a["samples"] == 96 and len(a["modes_curve"]) == 3
-    assert a["tv_exact"] == b["tv_exact"] and a["modes_curve"] == b["modes_curve"]
     cfg = (tmp_path / "a" / "config.json").read_text()
     assert '"exploration": "thompson:3,0.6"' in cfg and '"intrinsic": "rnd:0.5,state"' in cfg
     with pytest.raises(ConfigError, match="exploration"):
         mod.main(args[:-5] + ["--exploration", "thompson:1", "--out", str(tmp_path / "c")])
-    # the trained ensemble loads back (as the mixture of its heads) for sampling
-    from gfn.load import load_run
-    from gfn.metrics.exact import exact_metrics
-    env = HyperGrid(2, 8, reward=SparseHyperGridReward(8))
-    loaded = load_run(str(tmp_path / "a"), env=env)
     assert isinstance(loaded.model.pf, EnsemblePolicy) and loaded.model.pf.k == 3
-    assert math.isclose(exact_metrics(env, loaded.model)["tv_exact"], a["tv_exact"], rel_tol=1e-6)
 
 
 def test_gafn_grid_and_flow_form_through_the_example(tmp_path, monkeypatch):
@@ -386,15 +392,9 @@ def test_gafn_grid_and_flow_form_through_the_example(tmp_path, monkeypatch):
     mod = _example("train_exploration", monkeypatch)
     args = ["--reward", "gafn", "--ndim", "2", "--height", "8", "--iterations", "8", "--batch-size", "8",
             "--hidden", "16", "--record-every", "4", "--intrinsic", "rnd:0.005,flow", "--no-progress"]
-    a = mod.main(args + ["--out", str(tmp_path / "a")])
-    b = mod.main(args + ["--out", str(tmp_path / "b")])
-    assert a["n_modes"] == 3 and a["tv_exact"] == b["tv_exact"] and a["modes_curve"] == b["modes_curve"]
-    from gfn.load import load_run
-    from gfn.metrics.exact import exact_metrics
     env = HyperGrid(2, 8, reward=GAFNGridReward(8, eps=1e-4))  # the example's default eps
-    loaded = load_run(str(tmp_path / "a"), env=env)
-    assert loaded.model.flow is not None
-    assert math.isclose(exact_metrics(env, loaded.model)["tv_exact"], a["tv_exact"], rel_tol=1e-6)
+    a, loaded = _twice_and_reload(mod, args, tmp_path, env)
+    assert a["n_modes"] == 3 and loaded.model.flow is not None
 
 
 def test_train_stochastic_example(tmp_path, monkeypatch):
