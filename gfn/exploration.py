@@ -243,16 +243,13 @@ class ThompsonObjective:
 def install_thompson(trainer, k: int, p: float = 0.5, prior_scale: float = 0.0, head_log_z: bool = False) -> None:
     """Convert ``trainer`` to TS-GFN: ensemble P_F, head-per-trajectory sampling, bootstrap losses
     (``prior_scale``, ``head_log_z``: the authors' randomized priors and per-head log Z)."""
-    from gfn.trainer import make_optimizer
     if isinstance(trainer.model.pf, EnsemblePolicy):
         raise ValueError("the model already has a Thompson-sampling ensemble")
     make_thompson(trainer.model, k, prior_scale=prior_scale, head_log_z=head_log_z)
     s = trainer.sampler
     trainer.sampler = ThompsonSampler(s.env, trainer.model, max_steps=s.max_steps, validate=s.validate)
     trainer.objective = ThompsonObjective(trainer.objective, p)
-    c = trainer.config
-    trainer.optimizer = make_optimizer(trainer.model, c.lr, c.lr_log_z, c.weight_decay, c.amsgrad)
-    trainer._clip_model = None  # the parameter list changed
+    trainer.rebuild_optimizer()
 
 
 def parse_exploration(spec: str) -> Optional[tuple[int, float, float, bool]]:

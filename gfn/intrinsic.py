@@ -131,11 +131,11 @@ def add_flow_head(model) -> bool:
     from gfn.estimators import ScalarHead
     if model.flow is not None:
         return False
-    trunk_out = [m for m in model.trunk.modules() if isinstance(m, nn.Linear)] if model.trunk is not None else []
-    if trunk_out:
-        head = nn.Linear(trunk_out[-1].out_features, 1)
-    else:
-        head = mlp(model.env.feature_dim + model.cond_dim, 1, 256, 2)
+    if model.trunk is not None:
+        head = nn.Linear([m for m in model.trunk.modules() if isinstance(m, nn.Linear)][-1].out_features, 1)
+    else:  # an MLP as wide and deep as the model's own P_F network
+        layers = [m for m in model.pf.modules() if isinstance(m, nn.Linear)]
+        head = mlp(model.env.feature_dim + model.cond_dim, 1, layers[0].out_features, len(layers) - 1)
     model.flow = ScalarHead(head).to(next(model.parameters()).device)
     return True
 
@@ -145,18 +145,15 @@ def install_intrinsic(trainer, eta: float, mode: str = "edge", **rnd_kwargs) -> 
 
     ``mode="flow"`` needs plain TB: it swaps the objective for
     :class:`gfn.objectives.tb_variants.AugmentedFlowTB` and gives the model a log F head."""
+    from gfn.objectives.tb import TrajectoryBalance
+    from gfn.objectives.tb_variants import AugmentedFlowTB
+    if mode == "flow" and type(trainer.objective) is not TrajectoryBalance:
+        raise ValueError(f"--intrinsic rnd:eta,flow is GAFN's trajectory-balance form and needs the tb "
+                         f"objective alone, got {trainer.objective!r}; use rnd:eta,edge or rnd:eta,state")
     hook = IntrinsicReward(RND(trainer.env, **rnd_kwargs).to(trainer.env.device), eta, mode)
     if mode == "flow":
-        from gfn.objectives.tb import TrajectoryBalance
-        from gfn.objectives.tb_variants import AugmentedFlowTB
-        if type(trainer.objective) is not TrajectoryBalance:
-            raise ValueError(f"--intrinsic rnd:eta,flow is GAFN's trajectory-balance form and needs the tb "
-                             f"objective alone, got {trainer.objective!r}; use rnd:eta,edge or rnd:eta,state")
         if add_flow_head(trainer.model):
-            from gfn.trainer import make_optimizer
-            c = trainer.config
-            trainer.optimizer = make_optimizer(trainer.model, c.lr, c.lr_log_z, c.weight_decay, c.amsgrad)
-            trainer._clip_model = None  # the parameter list changed
+            trainer.rebuild_optimizer()
         trainer.objective = AugmentedFlowTB(log_reward_floor=trainer.objective.log_reward_floor)
     trainer.batch_hooks.insert(0, hook)
     return hook

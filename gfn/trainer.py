@@ -132,6 +132,13 @@ class Trainer:
         self.batch_source: Optional[Callable] = None
 
     # ------------------------------------------------------------------ one iteration
+    def rebuild_optimizer(self) -> None:
+        """A fresh optimiser over the model's current parameters (after a head was added or
+        replaced, e.g. by Thompson-sampling ensembles or GAFN's flow head)."""
+        c = self.config
+        self.optimizer = make_optimizer(self.model, c.lr, c.lr_log_z, c.weight_decay, c.amsgrad)
+        self._clip_model = None  # the clipper's cached parameter list is stale
+
     def sample_batch(self) -> TrajectoryBatch:
         """On-policy trajectories, plus backward-sampled replays when a buffer is used."""
         if self.batch_source is not None:
